@@ -1,0 +1,1 @@
+"""The clinical assistant: configuration, the command line and (later) the agent and the terminal UI."""

@@ -1,0 +1,141 @@
+"""Knowledge-base commands: ingest, sources, remove, search."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from corpus import ROUTES
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+STATUS_STYLE = {"added": "green", "replaced": "cyan", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
+
+
+@contextmanager
+def ingest_progress(description: str):
+    """A rich progress bar on stderr; yields (on_result, on_progress) callbacks for KnowledgeBase.ingest."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(description, total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        def on_result(result) -> None:
+            style = STATUS_STYLE[result.status]
+            detail = f"{result.chunks} chunks" if result.status in ("added", "replaced") else (result.reason or "")
+            progress.console.print(f"[{style}]{result.status:>9}[/] {result.path}  [dim]{detail}[/]")
+
+        yield on_result, on_progress
+
+
+def ensure_starter(kb) -> None:
+    """The first command against an empty home ingests the starter notes, once, with progress."""
+    if kb.manifest.get_meta("starter_ingested"):
+        return
+    err.print("[bold]First run:[/] indexing the built-in starter notes (once)...")
+    with ingest_progress("starter notes") as (on_result, on_progress):
+        results = kb.ensure_starter(on_progress=on_progress)
+    err.print(f"Indexed {sum(r.status == 'added' for r in results or [])} starter notes.")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(ingest)
+    main.add_command(sources)
+    main.add_command(remove)
+    main.add_command(search)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--route", type=click.Choice(ROUTES), help="Route tag for every chunk, overriding the files' own.")
+@click.option("-r", "--recursive", is_flag=True, help="Walk directories recursively.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
+@click.pass_obj
+def ingest(obj, paths, route, recursive, as_json):
+    """Add or update reference documents (Markdown, text, PDF, HTML, DOCX, MedQuAD JSONL, openFDA JSON).
+
+    Unchanged files are skipped; a changed file replaces its old version in one step. Each file is
+    reported as added, replaced, unchanged, skipped or failed (with the reason). Exit code 1 if any
+    file failed; the others are still ingested.
+    """
+    kb = obj.kb
+    ensure_starter(kb)
+    with ingest_progress("ingesting") as (on_result, on_progress):
+        results = kb.ingest(paths, route=route, recursive=recursive,
+                            on_result=None if as_json else on_result, on_progress=on_progress)
+    if as_json:
+        for result in results:
+            print(json.dumps(result.as_dict()))
+    counts = {s: sum(r.status == s for r in results) for s in STATUS_STYLE}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no files found"
+    err.print(f"[bold]Done:[/] {summary}.")
+    if counts["failed"]:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def sources(obj, as_json):
+    """List the indexed documents."""
+    kb = obj.kb
+    ensure_starter(kb)
+    docs = kb.documents()
+    if as_json:
+        print(json.dumps([d.as_dict() for d in docs], indent=2))
+        return
+    table = Table("doc_id", "title", "routes", "chunks", "ingested", box=None)
+    table.add_column("source", overflow="fold")
+    for d in docs:
+        table.add_row(d.doc_id[:12], d.title, ",".join(d.routes), str(d.n_chunks), d.ingested_at[:10], d.source)
+    out.print(table)
+    err.print(f"{len(docs)} documents, {sum(d.n_chunks for d in docs)} chunks.")
+
+
+@click.command()
+@click.argument("key")
+@click.pass_obj
+def remove(obj, key):
+    """Remove a document completely, by DOC_ID (or its first 8+ characters) or by source PATH."""
+    removed = obj.kb.remove(key)
+    if not removed:
+        err.print(f"[red]No document matches {key!r}[/] (see `medassist sources`).")
+        sys.exit(1)
+    for d in removed:
+        err.print(f"removed {d.doc_id[:12]} {d.title} ({d.n_chunks} chunks) {d.source}")
+
+
+@click.command()
+@click.argument("query", nargs=-1, required=True)
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Passages to return.")
+@click.option("--route", type=click.Choice(ROUTES), help="Only passages tagged with this route.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "sparse"]), default="hybrid", show_default=True,
+              help="Dense (embeddings), sparse (BM25) or both fused by reciprocal rank.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of passages.")
+@click.pass_obj
+def search(obj, query, k, route, mode, as_json):
+    """Search the indexed documents; prints ranked passages with title, section, page, source and score."""
+    kb = obj.kb
+    ensure_starter(kb)
+    passages = kb.search(" ".join(query), k=k, route=route, mode=mode)
+    if as_json:
+        print(json.dumps([p.as_dict() for p in passages], indent=2))
+    for n, p in enumerate([] if as_json else passages, start=1):
+        c = p.chunk
+        where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
+        out.print(f"[bold][{n}] {c.title}[/]" + (f" — {where}" if where else "")
+                  + f"  [dim]score {p.score:.4f} · {','.join(c.routes)}[/]")
+        out.print(f"    [dim]{c.source}[/]")
+        text = " ".join(c.text.split())
+        out.print(f"    {text[:300]}{'…' if len(text) > 300 else ''}\n")
+    if not passages:
+        err.print("No passages matched.")
+        sys.exit(1)

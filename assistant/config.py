@@ -1,0 +1,74 @@
+"""Settings: built-in defaults < `$MEDASSIST_HOME/config.toml` < `MEDASSIST_*` variables < command-line flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+
+class ConfigError(Exception):
+    """The configuration file or an override is invalid; the message names the file or variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    chroma_url: str | None = None  # e.g. http://127.0.0.1:8000 for a `chroma run` server; None: embedded on disk
+    embed_model: str | None = None  # a sentence-transformers folder or Hub id; None: the packaged all-MiniLM-L6-v2
+    max_file_mb: int = 64
+    rrf_k: float = 60.0
+
+    def knowledge_base(self):
+        from index import KnowledgeBase
+
+        return KnowledgeBase(self.home, chroma_url=self.chroma_url, embed_model=self.embed_model,
+                             max_file_bytes=self.max_file_mb * 2**20, rrf_k=self.rrf_k)
+
+
+_TYPES = {f.name: f.type for f in fields(Config) if f.name != "home"}
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MEDASSIST_HOME") or user_data_dir("medassist", appauthor=False))
+
+
+def load_config(home: Path | str | None = None, **flags) -> Config:
+    """The effective settings; `flags` are command-line values (None means not given)."""
+    home = Path(home).expanduser() if home else default_home()
+    values: dict = {}
+    path = home / "config.toml"
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        unknown = set(values) - set(_TYPES)
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(_TYPES)}")
+    for name in _TYPES:
+        env = os.environ.get(f"MEDASSIST_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return replace(Config(home), **{k: _coerce(k, v, path) for k, v in values.items()})
+
+
+def _coerce(name: str, value, path: Path):
+    kind = _TYPES[name]
+    try:
+        if "int" in kind:
+            value = int(value)
+        elif "float" in kind:
+            value = float(value)
+        else:
+            value = str(value) or None
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r} (from {path}, MEDASSIST_{name.upper()} or a flag) "
+                          f"must be {kind}, got {value!r}") from None
+    if isinstance(value, (int, float)) and value <= 0:
+        raise ConfigError(f"setting {name!r} must be positive, got {value}")
+    return value

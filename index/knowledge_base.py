@@ -1,0 +1,227 @@
+"""`KnowledgeBase`: ingest, remove, list and search documents, keeping Chroma, BM25 and the manifest in step.
+
+All-or-nothing ingest, in four committed steps (the manifest is the source of truth):
+  1. the manifest records the new document and its chunks as `pending`;
+  2. the chunks are embedded and added to Chroma;
+  3. one manifest transaction makes the document `ready` and marks the one it replaces `removing`;
+  4. the replaced document's chunks leave Chroma and the manifest; BM25 is rebuilt once per batch.
+If the process dies anywhere, `recover()` (run before any write or search) deletes what `pending`
+documents left in Chroma, finishes `removing` ones, and rebuilds a stale BM25 index.
+llama-index's docstore de-duplication is not used: it cannot make a change atomic across the three stores.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Literal
+
+from corpus import STARTER_DIR, SUPPORTED_SUFFIXES, LoadError, chunk_document, load_document
+from corpus.loaders import DEFAULT_MAX_BYTES
+from index import sparse
+from index.embed import Embedder
+from index.manifest import DocumentRecord, Manifest
+from index.retrieve import RRF_K, Mode, Passage, Retriever, chunk_to_node
+
+Status = Literal["added", "unchanged", "replaced", "failed", "skipped"]
+EMBED_BATCH = 256  # chunks embedded and written to Chroma per step; also the progress granularity
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    path: str
+    status: Status
+    doc_id: str | None = None
+    title: str | None = None
+    chunks: int = 0
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def find_files(paths: Iterable[Path | str], recursive: bool = False) -> Iterator[tuple[Path, bool]]:
+    """(file, named) for files named directly and files inside named directories (hidden ones skipped).
+
+    Directory symlinks are followed once: a link back up the tree cannot loop the walk.
+    """
+    for path in map(Path, paths):
+        if not path.is_dir():
+            yield path, True  # missing files and symlink loops are reported by the loader
+            continue
+        seen: set[str] = set()
+        for root, dirs, files in os.walk(path, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs.clear()
+                continue
+            seen.add(real)
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            yield from ((Path(root) / f, False) for f in sorted(files) if not f.startswith("."))
+
+
+class KnowledgeBase:
+    def __init__(self, home: Path | str, chroma_url: str | None = None, embed_model: str | None = None,
+                 max_file_bytes: int = DEFAULT_MAX_BYTES, rrf_k: float = RRF_K, embedder: Embedder | None = None):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.chroma_url = chroma_url
+        self.max_file_bytes = max_file_bytes
+        self.rrf_k = rrf_k
+        self.manifest = Manifest(self.home / "manifest.sqlite3")
+        self.embedder = embedder or Embedder(embed_model)  # pass one to share a loaded model between bases
+        self.bm25_dir = self.home / "bm25"
+        self._recovered = False
+
+    # --- the stores, opened on first use ------------------------------------------------------
+    @cached_property
+    def collection(self):
+        from index.store import open_collection
+
+        return open_collection(self.home / "chroma", self.embedder, self.chroma_url)
+
+    @cached_property
+    def _vector_store(self):
+        from index.store import vector_store
+
+        return vector_store(self.collection)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        self.recover()
+        return Retriever(self.collection, self.embedder, sparse.load(self.bm25_dir), rrf_k=self.rrf_k)
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """One writer at a time per home directory (two ingests in two terminals wait for each other)."""
+        with open(self.home / "write.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # --- reading ------------------------------------------------------------------------------
+    def documents(self) -> list[DocumentRecord]:
+        return self.manifest.documents()
+
+    def search(self, query: str, k: int = 5, route: str | None = None, mode: Mode = "hybrid") -> list[Passage]:
+        return self.retriever.retrieve(query, k=k, route=route, mode=mode)
+
+    def verify(self) -> dict:
+        """Compare the chunk ids each store holds; `consistent` is what a crash must not break."""
+        self.recover()
+        manifest_ids = {c.chunk_id for c in self.manifest.ready_chunks()}
+        chroma_ids = set(self.collection.get(include=[])["ids"])
+        bm25 = sparse.load(self.bm25_dir)
+        bm25_ids = {row["node_id"] for row in bm25.corpus} if bm25 else set()
+        return {"manifest": len(manifest_ids), "chroma": len(chroma_ids), "bm25": len(bm25_ids),
+                "consistent": manifest_ids == chroma_ids == bm25_ids}
+
+    # --- writing ------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Undo half-done ingests and finish half-done removals left by a crash; refresh BM25."""
+        if self._recovered:
+            return
+        with self._write_lock():
+            for record in self.manifest.documents("pending") + self.manifest.documents("removing"):
+                self._drop(record.doc_id)
+            self._sync_bm25()
+        self._recovered = True
+
+    def ingest(self, paths: Iterable[Path | str], route: str | None = None, recursive: bool = False,
+               on_result: Callable[[IngestResult], None] | None = None,
+               on_progress: Progress | None = None) -> list[IngestResult]:
+        """Ingest files and directories; each file is reported, and one failure does not stop the rest."""
+        self.recover()
+        results = []
+        with self._write_lock():
+            try:
+                for path, named in find_files(paths, recursive):
+                    if not named and path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                        # A directory may hold images or notes of other kinds; say so, but it is not a failure.
+                        result = IngestResult(str(path), "skipped", reason=f"unsupported file type {path.suffix!r}")
+                    else:
+                        result = self._ingest_file(path, route, on_progress)
+                    results.append(result)
+                    if on_result:
+                        on_result(result)
+            finally:  # BM25 follows what was committed, even when the batch is interrupted
+                self._sync_bm25()
+        return results
+
+    def remove(self, key: str) -> list[DocumentRecord]:
+        """Remove the documents whose id (or an 8+ character prefix) or source path is `key`."""
+        self.recover()
+        path = Path(key).expanduser()
+        matches = self.manifest.find(key) or (self.manifest.find(str(path.resolve())) if path.exists() else [])
+        with self._write_lock():
+            for record in matches:
+                self.manifest.mark_removing(record.doc_id)
+                self._drop(record.doc_id)
+            self._sync_bm25()
+        return matches
+
+    def ensure_starter(self, on_result=None, on_progress=None) -> list[IngestResult] | None:
+        """Ingest the built-in starter notes the first time a home directory is used, and never again."""
+        if self.manifest.get_meta("starter_ingested"):
+            return None
+        results = self.ingest(sorted(STARTER_DIR.glob("*.md")), on_result=on_result, on_progress=on_progress)
+        self.manifest.set_meta("starter_ingested", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return results
+
+    def _ingest_file(self, path: Path, route: str | None, on_progress: Progress | None) -> IngestResult:
+        try:
+            doc = load_document(path, route=route, max_bytes=self.max_file_bytes)
+        except LoadError as exc:
+            return IngestResult(str(path), "failed", reason=exc.reason)
+        existing = self.manifest.document(doc.doc_id)
+        if existing:
+            return IngestResult(str(path), "unchanged", doc.doc_id, existing.title, existing.n_chunks)
+        replaced = [d.doc_id for d in self.manifest.find(doc.source)]
+        chunks = chunk_document(doc, self.embedder.tokenize)
+        ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.manifest.add_pending(doc, chunks, ingested_at)
+        try:
+            for start in range(0, len(chunks), EMBED_BATCH):
+                batch = chunks[start:start + EMBED_BATCH]
+                nodes = [chunk_to_node(c) for c in batch]
+                for node in nodes:
+                    node.metadata["ingested_at"] = ingested_at
+                embeddings = self.embedder.embed([node.get_content("embed") for node in nodes])
+                for node, embedding in zip(nodes, embeddings):
+                    node.embedding = embedding
+                self._vector_store.add(nodes)
+                if on_progress:
+                    on_progress(start + len(batch), len(chunks))
+            self.manifest.publish(doc.doc_id, replaced)
+        except BaseException as exc:
+            self._drop(doc.doc_id)  # nothing of a failed document stays behind
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C stops the batch, after cleaning up
+            return IngestResult(str(path), "failed", doc.doc_id, doc.title, reason=f"{type(exc).__name__}: {exc}")
+        for old in replaced:
+            self._drop(old)
+        return IngestResult(str(path), "replaced" if replaced else "added", doc.doc_id, doc.title, len(chunks))
+
+    def _drop(self, doc_id: str) -> None:
+        """Delete a document's chunks from Chroma, then its manifest rows (safe to repeat after a crash)."""
+        ids = self.manifest.chunk_ids(doc_id)
+        for start in range(0, len(ids), 5000):
+            self.collection.delete(ids=ids[start:start + 5000])
+        self.manifest.delete(doc_id)
+
+    def _sync_bm25(self) -> None:
+        generation = self.manifest.generation
+        if sparse.current_generation(self.bm25_dir) == generation:
+            return
+        sparse.build(self.bm25_dir, [chunk_to_node(c) for c in self.manifest.ready_chunks()], generation)
+        self.__dict__.pop("retriever", None)  # the next search loads the new index

@@ -1,0 +1,170 @@
+"""The manifest: a SQLite record of every document and chunk, and the source of truth for the index.
+
+Chroma and BM25 are derived from it. A document moves pending -> ready (or ready -> removing ->
+gone) in committed steps, so after a crash `KnowledgeBase` can finish or undo whatever was half
+done and the three stores agree again. Chunk texts live here too: BM25 is rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from corpus import Chunk, Document
+
+# Numbered migrations: append, never edit, so an old home directory upgrades in place.
+MIGRATIONS = [
+    """
+    CREATE TABLE documents (
+        doc_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        routes TEXT NOT NULL,
+        updated TEXT,
+        reference TEXT,
+        n_chunks INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'removing')),
+        ingested_at TEXT NOT NULL
+    );
+    CREATE INDEX documents_source ON documents (source);
+    CREATE TABLE chunks (
+        chunk_id TEXT PRIMARY KEY,
+        doc_id TEXT NOT NULL REFERENCES documents (doc_id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        title TEXT NOT NULL,
+        section TEXT NOT NULL,
+        source TEXT NOT NULL,
+        routes TEXT NOT NULL,
+        page INTEGER
+    );
+    CREATE INDEX chunks_doc ON chunks (doc_id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('generation', '0');
+    """,
+]
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    doc_id: str
+    source: str
+    title: str
+    kind: str
+    routes: tuple[str, ...]
+    updated: str | None
+    reference: str | None
+    n_chunks: int
+    state: str
+    ingested_at: str
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "routes": list(self.routes)}
+
+
+class Manifest:
+    def __init__(self, path: Path):
+        self.path = path
+        # isolation_level=None: we issue BEGIN ourselves, so each state change is one explicit transaction.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA synchronous = FULL")  # a committed state change survives power loss
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                # executescript() would COMMIT on its own; statements one by one stay in our transaction.
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- reading -------------------------------------------------------------------------------
+    def documents(self, state: str = "ready") -> list[DocumentRecord]:
+        rows = self.db.execute(
+            "SELECT doc_id, source, title, kind, routes, updated, reference, n_chunks, state, ingested_at "
+            "FROM documents WHERE state = ? ORDER BY source, doc_id", (state,))
+        return [DocumentRecord(*row[:4], tuple(row[4].split(",")), *row[5:]) for row in rows]
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        return next((d for d in self.documents() if d.doc_id == doc_id), None)
+
+    def find(self, key: str) -> list[DocumentRecord]:
+        """Ready documents whose doc_id starts with `key` (at least 8 characters) or whose source is `key`."""
+        return [d for d in self.documents() if d.source == key or (len(key) >= 8 and d.doc_id.startswith(key))]
+
+    def chunk_ids(self, doc_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE doc_id = ? ORDER BY position", (doc_id,))]
+
+    def ready_chunks(self) -> Iterator[Chunk]:
+        rows = self.db.execute(
+            "SELECT c.chunk_id, c.doc_id, c.text, c.title, c.section, c.source, c.routes, c.page, d.ingested_at "
+            "FROM chunks c JOIN documents d USING (doc_id) WHERE d.state = 'ready' ORDER BY c.doc_id, c.position")
+        for row in rows:
+            yield Chunk(*row[:6], tuple(row[6].split(",")), row[7], row[8])
+
+    def count_ready_chunks(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks JOIN documents USING (doc_id) "
+                               "WHERE state = 'ready'").fetchone()[0]
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every change to the set of ready chunks; BM25 is stale when its generation differs."""
+        return int(self.get_meta("generation", "0"))
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- state changes, each one committed transaction ----------------------------------------
+    def add_pending(self, doc: Document, chunks: list[Chunk], ingested_at: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                       (doc.doc_id, doc.source, doc.title, doc.kind, ",".join(doc.routes), doc.updated,
+                        doc.reference, len(chunks), ingested_at))
+            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(c.chunk_id, c.doc_id, i, c.text, c.title, c.section, c.source, ",".join(c.routes), c.page)
+                            for i, c in enumerate(chunks)])
+
+    def publish(self, doc_id: str, replaces: list[str]) -> None:
+        """Make `doc_id` ready and mark the documents it replaces for removal, in one step."""
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET state = 'ready' WHERE doc_id = ?", (doc_id,))
+            db.executemany("UPDATE documents SET state = 'removing' WHERE doc_id = ?", [(d,) for d in replaces])
+            self._bump(db)
+
+    def mark_removing(self, doc_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET state = 'removing' WHERE doc_id = ?", (doc_id,))
+            self._bump(db)
+
+    def delete(self, doc_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def close(self) -> None:
+        self.db.close()
