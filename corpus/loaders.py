@@ -120,10 +120,15 @@ def decode_text(path: Path, data: bytes) -> str:
         raise LoadError(path, "binary data, not text")
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None or best.chaos > 0.2:
         raise LoadError(path, "cannot determine the text encoding (binary or mixed encodings?)")
-    return str(best)
+    # On a tie charset_normalizer picks the first code page alphabetically, cp1250 over cp1252, which
+    # turns Latin-1 "Ménière" into "Méničre"; prefer Western cp1252 when it is as plausible.
+    western = next((m for m in matches if m.encoding == "cp1252"
+                    and m.chaos <= best.chaos and m.coherence >= best.coherence), None)
+    return str(western or best)
 
 
 def _front_matter(path: Path, text: str) -> tuple[dict, str]:
@@ -178,8 +183,10 @@ def _load_markdown(path: Path, data: bytes, doc_id: str) -> Document:
         sections.append(Section(tuple(parents), text.strip()))
     first_heading = next((s.path[0] for s in sections if s.path), None)
     title = meta.get("title") or first_heading or path.stem.replace("-", " ").replace("_", " ")
-    # The document title is usually the top heading too: drop it from section paths to avoid "X > X > Y".
-    sections = [Section(s.path[1:] if s.path[:1] == (title,) or s.path[:1] == (first_heading,) else s.path, s.text)
+    # The document title is usually the top heading too: drop it from section paths to avoid "X > X > Y",
+    # but only when it heads every section, not when it is merely the first of several sibling headings.
+    top = first_heading if all(s.path[:1] == (first_heading,) for s in sections if s.path) else None
+    sections = [Section(s.path[1:] if s.path[:1] == (title,) or (top and s.path[:1] == (top,)) else s.path, s.text)
                 for s in sections]
     return Document(doc_id, str(path.resolve()), title, "markdown", meta.get("route") or ("general",), sections,
                     _str_or_none(meta.get("updated")), meta.get("source"))
@@ -196,9 +203,12 @@ def _load_text(path: Path, data: bytes, doc_id: str) -> Document:
 
 
 def _load_pdf(path: Path, data: bytes, doc_id: str) -> Document:
+    import logging
+
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its repair warnings would interleave with our report
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):  # an empty user password still opens some

@@ -14,7 +14,7 @@ from rich.table import Table
 from corpus import ROUTES
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per file, never wrapped mid-path
 STATUS_STYLE = {"added": "green", "replaced": "cyan", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
 
 

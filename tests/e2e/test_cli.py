@@ -1,0 +1,115 @@
+"""The `medassist` command line, driven as a user would: exit codes, per-file reports, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.cli import main
+from index.manifest import Manifest
+
+MEDASSIST = str(Path(sys.executable).parent / "medassist")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A home whose starter notes count as already handled, so each test indexes only its own files."""
+    home = tmp_path / "home"
+    home.mkdir()
+    Manifest(home / "manifest.sqlite3").set_meta("starter_ingested", "skipped by test")
+    monkeypatch.setenv("MEDASSIST_HOME", str(home))
+    return home
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    assert "Traceback" not in result.output + result.stderr
+    return result
+
+
+def test_first_command_ingests_starter_notes_once(tmp_path):
+    env = {**os.environ, "MEDASSIST_HOME": str(tmp_path / "fresh")}
+    first = subprocess.run([MEDASSIST, "search", "DOAC dose reduction in renal impairment", "--json", "-k", "3"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "First run" in first.stderr
+    passages = json.loads(first.stdout)
+    assert len(passages) == 3
+    assert {"title", "section", "source", "page", "score", "routes", "doc_id", "text"} <= passages[0].keys()
+    assert any("anticoagulant" in p["title"].lower() for p in passages)
+
+    second = subprocess.run([MEDASSIST, "sources", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0 and "First run" not in second.stderr
+    assert len(json.loads(second.stdout)) >= 40
+
+
+def test_ingest_reports_each_file_and_exits_1_when_one_failed(home, notes, tmp_path):
+    corrupt = tmp_path / "corrupt.pdf"
+    corrupt.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    result = run("ingest", str(notes["gout"]), str(corrupt), str(notes["lithium"]))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert any("failed" in line and "corrupt.pdf" in line for line in lines)
+    assert sum("added" in line for line in lines) >= 2
+    assert "2 added, 1 failed" in result.stderr
+    again = run("ingest", str(notes["gout"]))
+    assert again.exit_code == 0 and "1 unchanged" in again.stderr
+
+
+def test_ingest_json_prints_one_object_per_file(home, notes):
+    result = run("ingest", "--json", "--route", "general", *map(str, notes.values()))
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["added"] * 3
+    assert all(r["doc_id"] and r["chunks"] >= 1 for r in rows)
+
+
+def test_sources_search_and_remove(home, notes):
+    run("ingest", *map(str, notes.values()))
+    listed = json.loads(run("sources", "--json").stdout)
+    assert sorted(d["title"] for d in listed) == ["Appendicitis", "Gout flare", "Lithium monitoring"]
+
+    hits = json.loads(run("search", "lithium toxicity", "--route", "medication", "--json").stdout)
+    assert hits and all("medication" in h["routes"] for h in hits)
+    assert hits[0]["title"] == "Lithium monitoring"
+
+    gout = next(d for d in listed if d["title"] == "Gout flare")
+    assert run("remove", gout["doc_id"][:12]).exit_code == 0
+    assert "Gout flare" not in run("sources").stdout
+    missing = run("remove", gout["doc_id"][:12])
+    assert missing.exit_code == 1 and "No document matches" in missing.stderr
+
+
+def test_plain_search_output_names_title_section_and_source(home, notes):
+    run("ingest", str(notes["appendix"]))
+    result = run("search", "right iliac fossa pain")
+    assert result.exit_code == 0
+    assert "[1] Appendicitis — Signs" in result.stdout
+    assert str(notes["appendix"].resolve()) in result.stdout.replace("\n", "")
+
+
+def test_invalid_config_is_one_clear_line_and_exit_3(home):
+    (home / "config.toml").write_text("rrf_k = [oops\n")
+    result = run("search", "anything")
+    assert result.exit_code == 3
+    assert "config.toml" in result.stderr and "not valid TOML" in result.stderr
+    (home / "config.toml").write_text("rrf_k = -5\n")
+    assert "must be positive" in run("search", "anything").stderr
+    (home / "config.toml").write_text("colour = 'blue'\n")
+    assert "unknown setting" in run("sources").stderr
+
+
+def test_unreachable_chroma_server_exits_3(home):
+    result = run("--chroma-url", "http://127.0.0.1:9", "search", "anything")
+    assert result.exit_code == 3 and "cannot reach the Chroma server" in result.stderr
+
+
+def test_help_documents_exit_codes():
+    result = run("--help")
+    assert "Exit codes" in result.output and "3  bad configuration" in result.output

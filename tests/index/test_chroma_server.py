@@ -1,0 +1,60 @@
+"""The same knowledge base against a real Chroma server on loopback (`chroma run`)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    port = free_port()
+    proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("chroma server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_ingest_and_search_through_a_chroma_server(make_kb, notes, chroma_server):
+    kb = make_kb(chroma_url=chroma_server)
+    assert {r.status for r in kb.ingest(notes.values())} == {"added"}
+    assert kb.search("serum urate target", k=1)[0].chunk.title == "Gout flare"
+    assert kb.verify()["consistent"]
+    import chromadb
+
+    port = int(chroma_server.rsplit(":", 1)[1])
+    remote = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("medassist")
+    assert remote.count() == kb.verify()["manifest"]  # the vectors really live on the server
+
+
+def test_unreachable_server_is_a_clear_error(make_kb):
+    from index.store import StoreError
+
+    kb = make_kb(chroma_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreError, match="cannot reach the Chroma server"):
+        kb.search("anything")

@@ -1,0 +1,126 @@
+"""KnowledgeBase with the real Chroma, BM25 and MiniLM: ingest, replace, remove, search, failures."""
+
+from __future__ import annotations
+
+from conftest import write_note
+
+
+def test_ingest_reports_added_and_search_finds_passage_with_provenance(make_kb, notes):
+    kb = make_kb()
+    results = kb.ingest(notes.values())
+    assert [r.status for r in results] == ["added", "added", "added"]
+    assert all(r.chunks >= 1 for r in results)
+
+    top = kb.search("what raises lithium levels", k=3)[0]
+    assert top.chunk.title == "Lithium monitoring"
+    assert top.chunk.section == "Interactions"
+    assert top.chunk.source == str(notes["lithium"].resolve())
+    assert top.chunk.routes == ("medication",)
+    assert top.chunk.ingested_at and top.chunk.doc_id == results[1].doc_id
+    assert top.dense_score is not None and top.sparse_score > 0
+    assert kb.verify()["consistent"]
+
+
+def test_reingesting_unchanged_files_does_nothing(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    generation = kb.manifest.generation
+    again = kb.ingest(notes.values())
+    assert {r.status for r in again} == {"unchanged"}
+    assert kb.manifest.generation == generation  # no store was touched
+
+
+def test_changed_file_replaces_its_old_chunks(make_kb, notes, tmp_path):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    before = kb.verify()["manifest"]
+    write_note(notes["gout"].parent, "gout.md", "Gout flare", "treatment",
+               {"First line": "Prednisolone 30 mg daily for five days is an option when colchicine is unsuitable."})
+    (result,) = kb.ingest([notes["gout"]])
+    assert result.status == "replaced"
+    assert len([d for d in kb.documents() if d.title == "Gout flare"]) == 1
+    texts = [p.chunk.text for p in kb.search("gout flare treatment", k=10)]
+    assert any("Prednisolone" in t for t in texts)
+    assert not any("Colchicine 500" in t for t in texts)  # the old version is gone everywhere
+    check = kb.verify()
+    assert check["consistent"] and check["manifest"] < before
+
+
+def test_remove_by_path_and_by_id_prefix(make_kb, notes):
+    kb = make_kb()
+    results = kb.ingest(notes.values())
+    assert [d.title for d in kb.remove(str(notes["gout"]))] == ["Gout flare"]
+    assert [d.title for d in kb.remove(results[1].doc_id[:10])] == ["Lithium monitoring"]
+    assert kb.remove("no-such-document") == []
+    assert [d.title for d in kb.documents()] == ["Appendicitis"]
+    assert {p.chunk.title for p in kb.search("lithium gout colchicine", k=10)} == {"Appendicitis"}
+    assert kb.verify()["consistent"]
+
+
+def test_route_filter_keeps_only_that_route(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    for route in ("diagnosis", "treatment", "medication"):
+        passages = kb.search("pain fever drug levels treatment", k=10, route=route)
+        assert passages and all(route in p.chunk.routes for p in passages)
+    assert kb.search("anything", route="general") == []
+
+
+def test_hybrid_finds_what_only_one_retriever_finds(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    # An exact rare term: BM25 finds it even though the rest of the query is noise.
+    assert kb.search("Alvarado", k=1, mode="sparse")[0].chunk.title == "Appendicitis"
+    assert kb.search("Alvarado", k=1, mode="hybrid")[0].chunk.title == "Appendicitis"
+    # A paraphrase with no shared content word: only the embedding can match it.
+    assert kb.search("tummy ache moving to the lower right side", k=1, mode="dense")[0].chunk.title == "Appendicitis"
+    assert "Appendicitis" in [p.chunk.title for p in kb.search("tummy ache moving to the lower right side", k=2)]
+
+
+def test_failed_file_is_reported_and_leaves_the_index_as_it_was(make_kb, notes, tmp_path):
+    kb = make_kb()
+    kb.ingest([notes["gout"]])
+    before = kb.verify()
+    bad = tmp_path / "broken.md"
+    bad.write_text("---\ntitle: [unclosed\n---\n\nbody", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    results = kb.ingest([bad, notes["lithium"], empty])
+    assert [r.status for r in results] == ["failed", "added", "failed"]
+    assert "front matter" in results[0].reason and "empty" in results[2].reason
+    after = kb.verify()
+    assert after["consistent"] and after["manifest"] == before["manifest"] + results[1].chunks
+
+
+def test_directory_ingest_skips_unsupported_files_and_walks_only_when_recursive(make_kb, notes):
+    folder = notes["gout"].parent
+    (folder / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    write_note(folder / "sub", "deep.md", "Deep note", "general", {"Body": "Nested content about scurvy."})
+    kb = make_kb()
+    flat = kb.ingest([folder])
+    assert sorted(r.status for r in flat) == ["added", "added", "added", "skipped"]
+    deep = kb.ingest([folder], recursive=True)
+    assert [r.path for r in deep if r.status == "added"] == [str(folder / "sub" / "deep.md")]
+
+
+def test_directory_symlink_cycle_does_not_loop(make_kb, notes):
+    folder = notes["gout"].parent
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    results = make_kb().ingest([folder], recursive=True)
+    assert sorted(r.status for r in results) == ["added", "added", "added"]
+
+
+def test_starter_notes_are_ingested_once(make_kb):
+    kb = make_kb()
+    first = kb.ensure_starter()
+    assert first and len([r for r in first if r.status == "added"]) >= 40
+    kb.remove(first[0].doc_id)
+    assert kb.ensure_starter() is None  # never again, even after the user removed a note
+    assert len(kb.documents()) == len(first) - 1
+
+
+def test_state_survives_reopening(make_kb, notes, tmp_path):
+    make_kb(tmp_path / "kb").ingest(notes.values())
+    reopened = make_kb(tmp_path / "kb")
+    assert len(reopened.documents()) == 3
+    assert reopened.search("colchicine", k=1)[0].chunk.title == "Gout flare"
