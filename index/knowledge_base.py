@@ -45,7 +45,16 @@ class IngestResult:
         return dict(self.__dict__)
 
 
-Progress = Callable[[int, int], None]  # (done, total)
+@dataclass(frozen=True)
+class IngestProgress:
+    files_done: int
+    files_total: int
+    path: str  # the file being worked on
+    chunks_done: int  # of that file
+    chunks_total: int
+
+
+Progress = Callable[[IngestProgress], None]
 
 
 def find_files(paths: Iterable[Path | str], recursive: bool = False) -> Iterator[tuple[Path, bool]]:
@@ -143,17 +152,24 @@ class KnowledgeBase:
         """Ingest files and directories; each file is reported, and one failure does not stop the rest."""
         self.recover()
         results = []
+        files = list(find_files(paths, recursive))
         with self._write_lock():
             try:
-                for path, named in find_files(paths, recursive):
+                for number, (path, named) in enumerate(files):
+                    def report(done: int, total: int, path=path, number=number) -> None:
+                        if on_progress:
+                            on_progress(IngestProgress(number, len(files), str(path), done, total))
+
                     if not named and path.suffix.lower() not in SUPPORTED_SUFFIXES:
                         # A directory may hold images or notes of other kinds; say so, but it is not a failure.
                         result = IngestResult(str(path), "skipped", reason=f"unsupported file type {path.suffix!r}")
                     else:
-                        result = self._ingest_file(path, route, on_progress)
+                        result = self._ingest_file(path, route, report)
                     results.append(result)
                     if on_result:
                         on_result(result)
+                    if on_progress:
+                        on_progress(IngestProgress(number + 1, len(files), str(path), 0, 0))
             finally:  # BM25 follows what was committed, even when the batch is interrupted
                 self._sync_bm25()
         return results
@@ -178,14 +194,15 @@ class KnowledgeBase:
         self.manifest.set_meta("starter_ingested", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         return results
 
-    def _ingest_file(self, path: Path, route: str | None, on_progress: Progress | None) -> IngestResult:
+    def _ingest_file(self, path: Path, route: str | None, report: Callable[[int, int], None]) -> IngestResult:
         try:
             doc = load_document(path, route=route, max_bytes=self.max_file_bytes)
         except LoadError as exc:
             return IngestResult(str(path), "failed", reason=exc.reason)
         existing = self.manifest.document(doc.doc_id)
         if existing:
-            return IngestResult(str(path), "unchanged", doc.doc_id, existing.title, existing.n_chunks)
+            same = None if existing.source == doc.source else f"same content as {existing.source}"
+            return IngestResult(str(path), "unchanged", doc.doc_id, existing.title, existing.n_chunks, same)
         replaced = [d.doc_id for d in self.manifest.find(doc.source)]
         chunks = chunk_document(doc, self.embedder.tokenize)
         ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -200,8 +217,7 @@ class KnowledgeBase:
                 for node, embedding in zip(nodes, embeddings):
                     node.embedding = embedding
                 self._vector_store.add(nodes)
-                if on_progress:
-                    on_progress(start + len(batch), len(chunks))
+                report(start + len(batch), len(chunks))
             self.manifest.publish(doc.doc_id, replaced)
         except BaseException as exc:
             self._drop(doc.doc_id)  # nothing of a failed document stays behind

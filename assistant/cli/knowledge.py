@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -20,13 +21,16 @@ STATUS_STYLE = {"added": "green", "replaced": "cyan", "unchanged": "dim", "skipp
 
 @contextmanager
 def ingest_progress(description: str):
-    """A rich progress bar on stderr; yields (on_result, on_progress) callbacks for KnowledgeBase.ingest."""
+    """Progress bars on stderr (files, and chunks of the current file); yields (on_result, on_progress)."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task(description, total=None)
+        files = progress.add_task(description, total=None)
+        chunks = progress.add_task("  chunks", total=None)
 
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+        def on_progress(p) -> None:
+            progress.update(files, completed=p.files_done, total=p.files_total)
+            progress.update(chunks, completed=p.chunks_done, total=p.chunks_total or None,
+                            description=f"  {Path(p.path).name}" if p.chunks_total else "  chunks")
 
         def on_result(result) -> None:
             style = STATUS_STYLE[result.status]

@@ -15,7 +15,7 @@ INGEST_SCRIPT = textwrap.dedent("""
     import sys
     from index import KnowledgeBase
     kb = KnowledgeBase(sys.argv[1])
-    kb.ingest(sys.argv[2:], on_progress=lambda done, total: print(done, total, flush=True))
+    kb.ingest(sys.argv[2:], on_progress=lambda p: print(p.chunks_done, p.chunks_total, flush=True))
 """)
 
 
