@@ -99,12 +99,16 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes:
     if size == 0:
         raise LoadError(path, "file is empty")
     if size > max_bytes:
-        raise LoadError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit "
+        raise LoadError(path, f"file is {_size(size)}, over the {_size(max_bytes)} limit "
                               "(raise max_file_mb in config.toml)")
     try:
         return resolved.read_bytes()
     except OSError as exc:
         raise LoadError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def decode_text(path: Path, data: bytes) -> str:
@@ -135,7 +139,7 @@ def _front_matter(path: Path, text: str) -> tuple[dict, str]:
     """Split YAML front matter (title, route, source, updated) from a Markdown body and validate it."""
     if not text.startswith("---"):
         return {}, text
-    match = re.match(r"---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", text, re.S)
+    match = re.match(r"---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", text, re.S | re.M)
     if not match:
         raise LoadError(path, "front matter starts with '---' but has no closing '---' line")
     try:
