@@ -22,10 +22,9 @@ _CHEST = r"chest (?:pain|tightness|pressure|discomfort)|crushing pain|pain in (?
 RED_FLAGS = (
     RedFlag("chest pain with sweating, breathlessness or radiation",
             (_CHEST, r"sweat|diaphore|clammy|radiat|spread(?:s|ing)? to|(?:left )?arm|jaw|short(?:ness)? of breath|breathless|faint")),
-    RedFlag("stroke signs", (r"face (?:droop|drooping|fallen)|facial droop|slurred speech|can'?t speak|sudden(?:ly)? "
-                             r"(?:weak|numb|confus|los[st] (?:of )?(?:vision|speech))|arm weakness|one side of (?:the|my|his|her) body|"
-                             r"\bfast\b.*stroke|stroke",
-                             r"sudden|droop|slurred|weak|numb|stroke|one side")),
+    RedFlag("stroke signs", (r"droop|slurred|(?:speech|words?) (?:is |are )?slurred|can'?t (?:speak|talk|find (?:the|my) words)|"
+                             r"arm (?:is )?(?:weak|numb)|sudden(?:ly)? (?:weak|numb|confus|blind|los)|"
+                             r"one side of (?:the|my|his|her) (?:body|face)",)),
     RedFlag("anaphylaxis", (r"anaphyla|throat (?:closing|swelling|tight)|swollen (?:tongue|lips|throat)|tongue swell|"
                             r"lips? swell|(?:wheez|can'?t breathe|difficulty breathing).*(?:allerg|sting|peanut|nut|bee)|"
                             r"(?:allerg|sting|peanut|bee).*(?:wheez|can'?t breathe|difficulty breathing|swell)",)),

@@ -5,7 +5,7 @@ Exit codes:
   0  success
   1  some files failed to ingest (the others were ingested), or nothing matched
   2  bad usage (unknown option, missing argument)
-  3  bad configuration, or the index or Chroma server cannot be opened
+  3  bad configuration, or the index, Chroma server or model cannot be opened
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 
 import click
 
-from assistant.cli import knowledge
+from assistant.cli import ask, knowledge, route
 from assistant.config import ConfigError, load_config
 
 EXIT_PARTIAL, EXIT_CONFIG = 1, 3
@@ -29,11 +29,12 @@ class Group(click.Group):
     """Turns expected failures into one clear line and exit code 3, never a traceback."""
 
     def invoke(self, ctx):
+        from assistant.backends.base import BackendError
         from index.store import StoreError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, StoreError) as exc:
+        except (ConfigError, StoreError, BackendError) as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(EXIT_CONFIG)
 
@@ -70,3 +71,5 @@ class _Lazy:
 
 
 knowledge.register(main)
+ask.register(main)
+route.register(main)

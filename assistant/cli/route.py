@@ -1,0 +1,34 @@
+"""`medassist route`: which sources a question would be sent to, and how sure the router is."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from assistant.cli.knowledge import out
+
+
+def register(main: click.Group) -> None:
+    main.add_command(route)
+
+
+@click.command()
+@click.argument("questions", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {question, route, confidence, scores}.")
+def route(questions, as_json):
+    """Show the route (diagnosis, treatment, medication, general) and confidence for each QUESTION."""
+    from assistant.router import Router
+    from index.embed import Embedder
+
+    router = Router(Embedder())
+    rows = []
+    for question in questions:
+        name, confidence = router.route(question)
+        rows.append({"question": question, "route": name, "confidence": round(confidence, 3),
+                     "scores": {k: round(v, 3) for k, v in router.scores(question).items()}})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        out.print(f"[bold]{row['route']:<10}[/] {row['confidence']:.0%}  {row['question']}")
