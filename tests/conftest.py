@@ -25,6 +25,16 @@ def embedder():
     return Embedder()
 
 
+@pytest.fixture(scope="session")
+def gemma_models(tmp_path_factory) -> Path:
+    """A models folder holding Gemma-3-270M converted from the packaged GGUF (once per test run)."""
+    from assistant.backends.transformers_backend import resolve_model
+
+    home = tmp_path_factory.mktemp("gemma-home")
+    resolve_model(None, home)
+    return home / "models"
+
+
 @pytest.fixture
 def make_kb(tmp_path, embedder):
     """A factory for KnowledgeBase objects sharing the loaded embedder; the default home is per test."""

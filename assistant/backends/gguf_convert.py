@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-CONTROL, USER_DEFINED = 3, 4  # GGUF token types that must stay atomic (special tokens)
+CONTROL, USER_DEFINED = 3, 4  # GGUF token types that must stay atomic
 
 
 def _say(on_status: Callable[[str], None] | None, message: str) -> None:
@@ -58,8 +58,12 @@ def gemma_tokenizer_from_gguf(gguf: Path):
                                unk_token=tokens[[i for i, n in special.items() if n == "unknown"][0]],
                                pad_token=tokens[[i for i, n in special.items() if n == "padding"][0]],
                                add_bos_token=True, add_eos_token=False)
+    # Control tokens (<start_of_turn>, ...) are special: skipped when decoding. User-defined ones
+    # ("\n", "\t", runs of spaces, <think>...) must stay atomic but are ordinary text when decoding.
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False)
-                          for t, kind in zip(tokens, types) if kind in (CONTROL, USER_DEFINED)], special_tokens=True)
+                          for t, kind in zip(tokens, types) if kind == CONTROL], special_tokens=True)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
+                          for t, kind in zip(tokens, types) if kind == USER_DEFINED])
     return tokenizer
 
 
