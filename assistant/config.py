@@ -21,10 +21,9 @@ class Config:
     embed_model: str | None = None  # a sentence-transformers folder or Hub id; None: the packaged all-MiniLM-L6-v2
     max_file_mb: int = 64
     rrf_k: float = 60.0
-    backend: str = "transformers"  # transformers | openai | llamacpp (and aliases, see `medassist ask --help`)
+    backend: str = "transformers"  # see assistant/backends/base.py for the registered backends and aliases
     model: str | None = None  # a model folder, .gguf file, Hub id, or server model name; None: Gemma-3-270M
     adapter: str | None = None  # a PEFT adapter folder for the transformers backend
-    base_url: str | None = None  # OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1
     k: int = 5
     max_new_tokens: int = 320
 
@@ -33,7 +32,7 @@ class Config:
         from assistant.backends import load_backend
 
         return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=self.adapter,
-                                                   base_url=self.base_url, home=self.home, on_status=on_status)
+                                                   home=self.home, on_status=on_status)
 
     def knowledge_base(self):
         from index import KnowledgeBase

@@ -33,12 +33,10 @@ class Backend(Protocol):
         ...
 
 
-_MODULES = {"transformers": "assistant.backends.transformers_backend",
-            "openai": "assistant.backends.openai_backend",
-            "llamacpp": "assistant.backends.llamacpp_backend"}
-ALIASES = {"hf": "transformers", "local": "transformers", "torch": "transformers",
-           "server": "openai", "vllm": "openai", "ollama": "openai", "llama-server": "openai",
-           "llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "gguf": "llamacpp"}
+# name -> module that registers it. The OpenAI-compatible and llama.cpp backends are the next to
+# land (issue 3); they are listed here when they exist and are tested against real servers.
+_MODULES = {"transformers": "assistant.backends.transformers_backend"}
+ALIASES = {"hf": "transformers", "local": "transformers", "torch": "transformers"}
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
 
 

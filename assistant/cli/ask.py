@@ -21,24 +21,24 @@ def register(main: click.Group) -> None:
 @click.argument("question", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the Answer as JSON (see DESIGN.md).")
 @click.option("--route", type=click.Choice(ROUTES), help="Skip the router and use this route.")
-@click.option("--backend", help="transformers (default), openai (any OpenAI-compatible server) or llamacpp.")
+@click.option("--backend", help="Model backend (default: transformers, in process).")
 @click.option("--model", help="Model folder, .gguf file, Hub id or server model name.")
 @click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="PEFT adapter folder.")
-@click.option("--base-url", help="OpenAI-compatible server URL for --backend openai.")
 @click.option("--no-rag", is_flag=True, help="Model-only answer, clearly labelled as unsourced.")
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages to retrieve (default 5).")
 @click.pass_obj
-def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag, k):
+def ask(obj, question, as_json, route, backend, model, adapter, no_rag, k):
     """Answer a medical question from the indexed sources, with numbered citations.
 
     Each answer sentence is checked against the passages it cites; unsupported sentences are
     marked. When the sources do not cover the question the assistant says so instead of answering.
     """
     from assistant.agent import Agent
+    from assistant.backends import GenerationSettings
 
     config = obj.config
-    config = replace(config, **{key: value for key, value in dict(backend=backend, model=model, adapter=adapter,
-                                                                   base_url=base_url, k=k).items() if value})
+    flags = dict(backend=backend, model=model, adapter=adapter, k=k)
+    config = replace(config, **{key: value for key, value in flags.items() if value})
     kb = obj.kb
     ensure_starter(kb)
     factory = config.backend_factory()
@@ -53,7 +53,7 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
             if status:
                 status.stop()
 
-    agent = Agent(kb, load, k=config.k)
+    agent = Agent(kb, load, k=config.k, settings=GenerationSettings(max_new_tokens=config.max_new_tokens))
     text = " ".join(question)
     answer = agent.ask(text, route=route, use_rag=not no_rag)
     if as_json:
