@@ -18,7 +18,8 @@ from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks
 from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, split_reasoning
 
 # Best dense similarity (question vs passage) below which the sources are judged not to cover the
-# question and the agent abstains. Provisional: see docs/benchmarks.md for how it was chosen.
+# question and the agent abstains. benchmarks/abstention_calibration.py on the starter notes: at 0.35
+# all 30 off-topic questions abstain and 90% of 193 medical questions are answered.
 MIN_RELEVANCE = 0.35
 EXTRACTIVE_SENTENCES = 3
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
