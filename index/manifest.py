@@ -96,14 +96,21 @@ class Manifest:
         self.db.execute("COMMIT")
 
     # --- reading -------------------------------------------------------------------------------
+    _COLUMNS = "doc_id, source, title, kind, routes, updated, reference, n_chunks, state, ingested_at"
+
     def documents(self, state: str = "ready") -> list[DocumentRecord]:
-        rows = self.db.execute(
-            "SELECT doc_id, source, title, kind, routes, updated, reference, n_chunks, state, ingested_at "
-            "FROM documents WHERE state = ? ORDER BY source, doc_id", (state,))
-        return [DocumentRecord(*row[:4], tuple(row[4].split(",")), *row[5:]) for row in rows]
+        rows = self.db.execute(f"SELECT {self._COLUMNS} FROM documents WHERE state = ? ORDER BY source, doc_id",
+                               (state,))
+        return [self._record(row) for row in rows]
 
     def document(self, doc_id: str) -> DocumentRecord | None:
-        return next((d for d in self.documents() if d.doc_id == doc_id), None)
+        row = self.db.execute(f"SELECT {self._COLUMNS} FROM documents WHERE doc_id = ? AND state = 'ready'",
+                              (doc_id,)).fetchone()
+        return self._record(row) if row else None
+
+    @staticmethod
+    def _record(row) -> DocumentRecord:
+        return DocumentRecord(*row[:4], tuple(row[4].split(",")), *row[5:])
 
     def find(self, key: str) -> list[DocumentRecord]:
         """Ready documents whose doc_id starts with `key` (at least 8 characters) or whose source is `key`."""
