@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from assistant.backends import GenerationSettings
@@ -159,14 +159,12 @@ class Agent:
         settings = self.settings
         # Reasoning first, within its budget; then the answer is asked for explicitly, so a model
         # that never closes <think> (the untuned default) still gives an answer.
-        thinking = GenerationSettings(settings.max_think_tokens, settings.max_think_tokens, settings.temperature,
-                                      settings.top_p, settings.repetition_penalty)
+        thinking = replace(settings, max_new_tokens=settings.max_think_tokens)
         reasoning = _stream(backend.generate(prompt, thinking, stop=[THINK_CLOSE], cancel=cancel), on_text)
         if cancel is not None and cancel.is_set():
             return split_reasoning(reasoning)[0], ""
         reasoning = split_reasoning(reasoning)[0]
-        rest = GenerationSettings(max(32, settings.max_new_tokens - settings.max_think_tokens), 0,
-                                  settings.temperature, settings.top_p, settings.repetition_penalty)
+        rest = replace(settings, max_new_tokens=max(32, settings.max_new_tokens - settings.max_think_tokens))
         text = _stream(backend.generate(f"{prompt}{reasoning}\n{THINK_CLOSE}\n", rest, cancel=cancel), on_text)
         return reasoning, text.strip()
 
