@@ -33,8 +33,8 @@ def chunk_document(doc: Document, tokenize: Tokenize, target_tokens: int = TARGE
     splitters: dict[int, SentenceSplitter] = {}  # one per budget; building one costs a little
     chunks: list[Chunk] = []
     for section in doc.sections:
-        template = Chunk("", doc.doc_id, "", (section.title or doc.title)[:_MAX_HEADING_CHARS],
-                         " > ".join(section.path)[:_MAX_HEADING_CHARS], section.source or doc.source,
+        template = Chunk("", doc.doc_id, "", _heading_part(section.title or doc.title),
+                         _heading_part(" > ".join(section.path)), section.source or doc.source,
                          section.routes or doc.routes, section.page)
 
         def fits(text: str, limit: int) -> bool:
@@ -57,6 +57,11 @@ def chunk_document(doc: Document, tokenize: Tokenize, target_tokens: int = TARGE
         chunks.extend(_with_text(template, piece) for piece in pieces if piece.strip())
     return [Chunk(f"{doc.doc_id[:16]}:{i:05d}", c.doc_id, c.text, c.title, c.section, c.source, c.routes, c.page)
             for i, c in enumerate(chunks)]
+
+
+def _heading_part(text: str) -> str:
+    """One line, capped, with no edge whitespace (llama-index strips it, and the embedded text must match)."""
+    return " ".join(text.split())[:_MAX_HEADING_CHARS].strip()
 
 
 def _with_text(template: Chunk, text: str) -> Chunk:

@@ -124,3 +124,15 @@ def test_state_survives_reopening(make_kb, notes, tmp_path):
     reopened = make_kb(tmp_path / "kb")
     assert len(reopened.documents()) == 3
     assert reopened.search("colchicine", k=1)[0].chunk.title == "Gout flare"
+
+
+def test_long_question_heading_cut_on_a_space_is_ingested(make_kb, tmp_path):
+    # MedQuAD questions can exceed the heading cap; a cut that ends on a space once made llama-index's
+    # stripped copy differ from ours and the whole file was refused.
+    question = ("What are the genetic changes related to " + "very " * 18 + "rare   syndrome  X ?")
+    assert " ".join(question.split())[:120].endswith(" ")  # the 120-character cut lands on a space
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "%s", "answer": "It is caused by changes in the XYZ gene.", "qtype": "genetic changes", '
+                    '"url": "https://example.org/x", "focus": "Syndrome X"}\n' % question, encoding="utf-8")
+    (result,) = make_kb().ingest([path])
+    assert result.status == "added", result.reason
