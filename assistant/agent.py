@@ -191,7 +191,11 @@ class Agent:
                       if len(s.split()) >= 5 and not looks_like_injection(s)]
         if not candidates:
             return "The retrieved sources contain no sentence that answers this.", []
-        vectors = np.asarray(self.kb.embedder.embed([question, *[s for _, s in candidates]]), dtype=np.float32)
+        # A sentence is scored with its section heading in front: "an ACE inhibitor or an ARB" only
+        # answers "first-line treatment?" because it sits under "Choosing the first drug".
+        headings = {c.n: f"{c.title} > {c.section}: " if c.section else f"{c.title}: " for c in citations}
+        texts = [headings[n] + s for n, s in candidates]
+        vectors = np.asarray(self.kb.embedder.embed([question, *texts]), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         order = np.argsort(-(vectors[1:] @ vectors[0]))[:EXTRACTIVE_SENTENCES]
         chosen = [candidates[i] for i in sorted(order)]

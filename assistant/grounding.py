@@ -23,12 +23,13 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NEGATION = re.compile(r"\b(?:not|no|never|none|without|avoid|avoided|contraindicated|cannot|can't|shouldn't|"
                        r"should not|must not|don't|doesn't|isn't|aren't|unsafe)\b", re.I)
 _MARKUP = re.compile(r"[*_`#>|]+")
+_LIST_MARK = re.compile(r"^(?:[-•]|\d{1,2}[.)])\s+")
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a passage or an answer (list items and table rows count as sentences)."""
-    parts = (_MARKUP.sub(" ", p) for p in _SENTENCE_END.split(text))
-    return [" ".join(p.split()).lstrip("- ").strip() for p in parts if len(p.split()) >= 3]
+    parts = (_LIST_MARK.sub("", " ".join(_MARKUP.sub(" ", p).split())) for p in _SENTENCE_END.split(text))
+    return [p for p in parts if len(p.split()) >= 3]
 
 
 def numbers(text: str) -> set[str]:
