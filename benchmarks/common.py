@@ -39,6 +39,52 @@ def warn_if_busy(info: dict) -> None:
               "compete for the CPUs and the timings below are inflated.")
 
 
+class OtherLoad:
+    """Measures the CPU that *other* processes used while the block ran, as a share of all CPUs (0..1).
+
+    On a shared 2-core machine one busy neighbour is enough to multiply a search's p95 (torch's two
+    threads wait for each other), so every timed block says how clean it was.
+    """
+
+    def __enter__(self):
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        self.share = self.between(self._start, self._sample())
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        """(busy CPU seconds of the machine, CPU seconds of this process, wall clock)."""
+        import time
+
+        import psutil
+
+        cpu, own = psutil.cpu_times(), psutil.Process().cpu_times()
+        return (sum(cpu) - cpu.idle - getattr(cpu, "iowait", 0.0), own.user + own.system, time.perf_counter())
+
+    @staticmethod
+    def between(first: tuple, second: tuple) -> float:
+        (busy0, own0, t0), (busy1, own1, t1) = first, second
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (max(t1 - t0, 1e-9) * (os.cpu_count() or 1)))
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.05) -> float:
+    """Wait (at most `max_wait_s`) until the other processes use under `threshold` of the CPUs; the seconds waited."""
+    import time
+
+    import psutil
+
+    waited, said = 0.0, False
+    while waited < max_wait_s and psutil.cpu_percent(interval=2) / 100 >= threshold:  # we are idle meanwhile
+        if not said:
+            print(f"  waiting for other processes to go quiet (at most {max_wait_s:.0f} s) ...", flush=True)
+            said = True
+        time.sleep(3)
+        waited += 5
+    return waited
+
+
 def summary(values, scale: float = 1.0) -> dict:
     """Median and spread of a list of numbers (times `scale`)."""
     a = np.asarray(values, dtype=float) * scale

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import (DATA, machine, machine_line, peak_rss_mb, save, summary, table, warn_if_busy,
+from common import (DATA, OtherLoad, machine, machine_line, peak_rss_mb, save, summary, table, warn_if_busy,
                     work_around_heading_whitespace)
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,42 +74,48 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
         kb._sync_bm25 = timed("bm25_rebuild", kb._sync_bm25)
         kb.recover()  # opens the stores before the clock starts
         spent.clear()
-        ticks: list[tuple[float, int]] = []
+        ticks: list[tuple[float, int, tuple]] = []  # (time, chunks done, CPU sample for OtherLoad)
 
         def on_progress(p) -> None:  # an index.knowledge_base.IngestProgress
             done, total = p.chunks_done, p.chunks_total
             if not total:  # the end-of-file event
                 return
-            ticks.append((time.perf_counter(), done))
+            ticks.append((time.perf_counter(), done, OtherLoad._sample()))
             if len(ticks) % 10 == 0 or done == total:  # a line every 2,560 chunks
                 rate = done / (ticks[-1][0] - start)
                 print(f"  run {repeat + 1}: {done:>6}/{total} chunks stored, {rate:5.1f} chunks/s so far, "
                       f"~{(total - done) / rate / 60:4.1f} min left", flush=True)
 
-        start = time.perf_counter()
+        start, cpu_at_start = time.perf_counter(), OtherLoad._sample()
         [result] = kb.ingest([source], on_progress=on_progress)
-        wall = time.perf_counter() - start
+        wall, other_cpu = time.perf_counter() - start, OtherLoad.between(cpu_at_start, OtherLoad._sample())
         assert result.status == "added", result
         # Rate between consecutive progress ticks (the first batch is left out: it also pays load + chunk).
-        batch_rates = [(d2 - d1) / (t2 - t1) for (t1, d1), (t2, d2) in zip(ticks, ticks[1:])]
+        batch_rates = [(d2 - d1) / (t2 - t1) for (t1, d1, _), (t2, d2, _) in zip(ticks, ticks[1:])]
+        # The machine is shared: a batch is "clean" when other processes used under 5% of the CPUs meanwhile.
+        clean_rates = [rate for rate, (_, _, c1), (_, _, c2) in zip(batch_rates, ticks, ticks[1:])
+                       if OtherLoad.between(c1, c2) < 0.05]
         phases = {name: round(s, 2) for name, s in spent.items()}
         phases["manifest_and_rest"] = round(wall - sum(spent.values()), 2)
         runs.append({"documents": 1, "chunks": result.chunks, "wall_s": round(wall, 2),
                      "chunks_per_s": round(result.chunks / wall, 2), "phases_s": phases, "verify": kb.verify(),
-                     "batch_chunks_per_s": [round(r, 2) for r in batch_rates]})
+                     "other_processes_cpu_share": round(other_cpu, 3),
+                     "batch_chunks_per_s": [round(r, 2) for r in batch_rates],
+                     "clean_batch_chunks_per_s": [round(r, 2) for r in clean_rates]})
         kb.manifest.close()
 rss_peak_mb = peak_rss_mb()
 
 walls, rates = summary([r["wall_s"] for r in runs]), summary([r["chunks_per_s"] for r in runs])
 first, batch = runs[0], summary([rate for r in runs for rate in r["batch_chunks_per_s"]])  # all runs pooled
+clean = summary([rate for r in runs for rate in r["clean_batch_chunks_per_s"]])
+spread = lambda s: f"{s['median']:.1f}; {s['p5']:.1f}-{s['p95']:.1f} (n={s['n']})" if s["n"] else "n/a"  # noqa: E731
 print(f"\nIngest throughput: {args.data.name}, {rows} rows = 1 document, {args.repeats} run(s)")
 print(machine_line(info))
-print(table(["rows", "docs", "chunks", "wall s (median; min-max)", "chunks/s",
-             "chunks/s per batch (median; p5-p95)", "peak RSS MB (after model load)"],
+print(table(["rows", "docs", "chunks", "wall s (median; min-max)", "chunks/s", "chunks/s per batch (median; p5-p95)",
+             "same, clean batches only", "peak RSS MB (after model load)"],
             [[rows, 1, first["chunks"], f"{walls['median']:.1f}; {walls['min']:.1f}-{walls['max']:.1f}",
-              f"{rates['median']:.1f}",
-              f"{batch['median']:.1f}; {batch['p5']:.1f}-{batch['p95']:.1f}" if batch["n"] else "n/a (one batch)",
-              f"{rss_peak_mb:.0f} ({rss_model_mb:.0f})"]]))
+              f"{rates['median']:.1f}", spread(batch), spread(clean), f"{rss_peak_mb:.0f} ({rss_model_mb:.0f})"]]))
+print("other processes' CPU share during each run: " + ", ".join(f"{r['other_processes_cpu_share']:.0%}" for r in runs))
 print("\nWhere the time goes (run 1):")
 print(table(["stage", "seconds", "share of wall"],
             [[name, f"{s:.1f}", f"{100 * s / first['wall_s']:.1f}%"]
@@ -121,4 +127,5 @@ save("ingest_throughput", {"machine": info, "args": {k: str(v) for k, v in vars(
                            "model_load_s": round(model_load_s, 2), "rss_after_model_load_mb": rss_model_mb,
                            "peak_rss_mb": rss_peak_mb, "heading_workaround_chunks": heading_fix["chunks"],
                            "wall_s": walls, "chunks_per_s": rates, "batch_chunks_per_s": batch,
+                           "clean_batch_chunks_per_s": clean,
                            "runs": runs})
