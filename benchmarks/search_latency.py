@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (DATA, machine, machine_line, read_jsonl, save, summary, table, warn_if_busy,
-                    work_around_heading_whitespace)
+from common import (DATA, OtherLoad, machine, machine_line, read_jsonl, save, summary, table, wait_for_quiet,
+                    warn_if_busy, work_around_heading_whitespace)
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--levels", type=int, nargs="+", default=[10_000, 100_000], help="index sizes, in chunks")
@@ -37,7 +37,11 @@ parser.add_argument("--real-rows", type=int, default=0, help="MedQuAD rows to em
 parser.add_argument("--first-rows", type=int, default=4000, help="real rows ingested before the first level")
 parser.add_argument("--queries", type=int, default=200, help="MIRAGE questions timed (a seeded sample)")
 parser.add_argument("--warmup", type=int, default=10, help="untimed queries per mode before timing")
-parser.add_argument("--repeats", type=int, default=3, help="passes over the queries per mode (spread of p95)")
+parser.add_argument("--repeats", type=int, default=5, help="passes over the queries per mode (spread of p95)")
+# The machine is shared: a pass counts only if other processes used under 5% of the CPUs meanwhile, and
+# each pass first waits (up to --max-wait s) for them to go quiet. If no pass is clean, all are used (flagged).
+parser.add_argument("--clean-share", type=float, default=0.05)
+parser.add_argument("--max-wait", type=float, default=300)
 # Per-dimension sigma 0.01 on unit vectors of 384 dims: a copy keeps cosine ~0.98 to its original.
 parser.add_argument("--noise", type=float, default=0.01)
 # "treatment" is carried by ~19% of MedQuAD chunks: a selective filter.
@@ -51,6 +55,9 @@ from index.embed import Embedder  # noqa: E402
 from index.knowledge_base import KnowledgeBase  # noqa: E402
 from index.retrieve import chunk_to_node  # noqa: E402
 
+BUILD = ("real MedQuAD chunks embedded through KnowledgeBase.ingest, topped up to each level with synthetic "
+         f"copies of random real chunks (text + ' (copy N)', embedding + N(0, {args.noise}) per dimension, "
+         "re-normalised) added through the manifest, Chroma (chunk_to_node nodes) and a BM25 rebuild")
 info = machine()
 print(machine_line(info))
 warn_if_busy(info)
@@ -102,22 +109,33 @@ def add_synthetic(kb: KnowledgeBase, n: int, label: str) -> None:
     kb._sync_bm25()
 
 
-def time_searches(kb: KnowledgeBase) -> dict[str, list[float]]:
+def time_searches(kb: KnowledgeBase) -> dict[str, list[dict]]:
     for kwargs in MODES.values():
         for q in warmups:
             kb.search(q, k=5, **kwargs)
-    times: dict[str, list[list[float]]] = {name: [] for name in MODES}
+    passes: dict[str, list[dict]] = {name: [] for name in MODES}
     for repeat in range(args.repeats):
         for name, kwargs in MODES.items():
+            wait_for_quiet(args.max_wait, args.clean_share)
             run = []
-            for q in queries:
-                t = time.perf_counter()
-                kb.search(q, k=5, **kwargs)
-                run.append((time.perf_counter() - t) * 1000)
-            times[name].append(run)
+            with OtherLoad() as other:
+                for q in queries:
+                    t = time.perf_counter()
+                    kb.search(q, k=5, **kwargs)
+                    run.append((time.perf_counter() - t) * 1000)
+            passes[name].append({"ms": run, "other_cpu": round(other.share, 3)})
             print(f"  pass {repeat + 1}/{args.repeats} {name:<24} p50 {np.median(run):6.1f} ms  "
-                  f"p95 {np.percentile(run, 95):6.1f} ms", flush=True)
-    return times
+                  f"p95 {np.percentile(run, 95):6.1f} ms  (other processes: {other.share:.0%} of the CPUs)", flush=True)
+    return passes
+
+
+def pooled(runs: list[dict], keep=lambda ms: ms) -> dict:
+    """Percentiles over the clean passes (all passes, flagged, when none is clean)."""
+    clean = [r for r in runs if r["other_cpu"] < args.clean_share] or runs
+    return {**summary([t for r in clean for t in keep(r["ms"])]), "passes_used": len(clean), "passes": len(runs),
+            "all_clean": all(r["other_cpu"] < args.clean_share for r in clean),
+            "p95_per_pass": [round(float(np.percentile(keep(r["ms"]), 95)), 2) for r in runs],
+            "other_cpu_per_pass": [r["other_cpu"] for r in runs]}
 
 
 def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
@@ -132,6 +150,7 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
                                    "BM25 retriever via llama-index"]}
     import bm25s
 
+    wait_for_quiet(args.max_wait, args.clean_share)
     for q in queries:
         marks = [time.perf_counter()]
         embedding = embedder.llama.get_query_embedding(q)
@@ -184,44 +203,45 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
         print(f"level {level}: {counts['manifest']} chunks ({counts['manifest'] - synthetic} real, {synthetic} "
               f"synthetic); timing {args.queries} queries x {len(MODES)} modes x {args.repeats} passes", flush=True)
         times = time_searches(kb)
-        parts = time_parts(kb)
-        short = [t for run in times["hybrid"] for t, n in zip(run, query_tokens) if n <= SHORT]
+        with OtherLoad() as other:
+            parts = time_parts(kb)
         results[level] = {
             "chunks": counts["manifest"], "real_chunks": counts["manifest"] - synthetic, "synthetic_chunks": synthetic,
             "build_s": built,
-            "modes_ms": {name: {**summary([t for run in runs for t in run]),
-                                "p95_per_pass": [round(float(np.percentile(run, 95)), 2) for run in runs]}
-                         for name, runs in times.items()},
-            f"hybrid_queries_le_{SHORT}_tokens_ms": summary(short),
-            "parts_ms": {name: summary(v) for name, v in parts.items()},
+            "modes_ms": {name: pooled(runs) for name, runs in times.items()},
+            f"hybrid_queries_le_{SHORT}_tokens_ms": pooled(
+                times["hybrid"], lambda ms: [t for t, n in zip(ms, query_tokens) if n <= SHORT]),
+            "parts_ms": {name: summary(v) for name, v in parts.items()}, "parts_other_cpu": round(other.share, 3),
         }
 
 print(f"\nSearch latency, kb.search(q, k=5), ms per query (embedding included); {args.queries} MIRAGE questions "
       f"x {args.repeats} passes; query length median {int(np.median(query_tokens))} word pieces "
       f"(p95 {int(np.percentile(query_tokens, 95))})")
 print(machine_line(info))
+print(f"How the index was built: {BUILD}.")
 rows = []
 for level, r in results.items():
     label = f"{r['chunks']:,} ({r['real_chunks']:,} real)"
-    for name, s in [*r["modes_ms"].items(), (f"hybrid, queries <= {SHORT} tokens", r[f"hybrid_queries_le_{SHORT}_tokens_ms"])]:
-        spread = f"{min(s['p95_per_pass']):.1f}-{max(s['p95_per_pass']):.1f}" if "p95_per_pass" in s else "-"
+    short = (f"hybrid, queries <= {SHORT} tokens", r[f"hybrid_queries_le_{SHORT}_tokens_ms"])
+    for name, s in [*r["modes_ms"].items(), short]:
         rows.append([label, name, s["n"], f"{s['median']:.1f}", f"{s['p95']:.1f}", f"{s['p99']:.1f}",
-                     f"{s['min']:.1f}-{s['max']:.1f}", spread])
-print(table(["chunks", "search", "n", "p50", "p95", "p99", "min-max", "p95 per pass (min-max)"], rows))
+                     f"{s['min']:.1f}-{s['max']:.1f}", f"{min(s['p95_per_pass']):.1f}-{max(s['p95_per_pass']):.1f}",
+                     f"{s['passes_used']}/{s['passes']}" + ("" if s["all_clean"] else " (none clean!)")])
+print(table(["chunks", "search", "n", "p50", "p95", "p99", "min-max", "p95 per pass, all passes (min-max)",
+             "clean passes used"], rows))
 print("\nWhere the time of one search goes (each part timed on its own, ms):")
 print(table(["chunks", "part", "p50", "p95"],
             [[f"{r['chunks']:,}", name, f"{s['median']:.1f}", f"{s['p95']:.1f}"]
              for r in results.values() for name, s in r["parts_ms"].items()]))
+print("other processes' CPU share while the parts were timed: "
+      + ", ".join(f"{r['chunks']:,}: {r['parts_other_cpu']:.0%}" for r in results.values()))
 largest = results[max(results)]
 p95 = largest["modes_ms"]["hybrid"]["p95"]
 verdict = "MET" if p95 <= args.target_ms else "MISSED"
 print(f"chunks whose heading needed the whitespace workaround (a library bug, see common.py): {heading_fix['chunks']}")
 print(f"\nTarget hybrid p95 <= {args.target_ms:.0f} ms at {largest['chunks']:,} chunks: {verdict} ({p95:.1f} ms)")
 
-save("search_latency", {"machine": info, "args": vars(args), "index_build": (
-    "real MedQuAD chunks via KnowledgeBase.ingest, topped up with synthetic copies of random real chunks "
-    f"(text + ' (copy N)', embedding + N(0, {args.noise}) per dimension, re-normalised), added through the "
-    "manifest, Chroma (chunk_to_node nodes) and a BM25 rebuild"),
+save("search_latency", {"machine": info, "args": vars(args), "index_build": BUILD,
     "heading_workaround_chunks": heading_fix["chunks"], "query_tokens": summary(query_tokens),
     "target_ms": args.target_ms, "target": verdict,
     "levels": {str(k): v for k, v in results.items()}})
