@@ -126,30 +126,3 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
                 if limit and len(rows) >= limit:
                     break
     return rows
-
-
-def work_around_heading_whitespace() -> dict:
-    """Work around a library bug in this process only, and count the chunks it touches.
-
-    `corpus/chunking.py` cuts a long heading at 120 characters; when the cut ends on a space, the heading
-    keeps a trailing space that llama-index strips, so the format assertion in `index.retrieve.chunk_to_node`
-    fails and the whole file is refused (9 of the 36,369 MedQuAD chunks, so the full corpus cannot be
-    ingested as shipped). Stripping the heading parts after chunking avoids it; with the bug fixed the
-    count stays 0.
-    """
-    import dataclasses
-
-    import index.knowledge_base as knowledge_base
-
-    original, touched = knowledge_base.chunk_document, {"chunks": 0}
-
-    def chunk_document(doc, tokenize, *args, **kwargs):
-        chunks = []
-        for chunk in original(doc, tokenize, *args, **kwargs):
-            clean = dataclasses.replace(chunk, title=chunk.title.strip(), section=chunk.section.strip())
-            touched["chunks"] += clean != chunk
-            chunks.append(clean)
-        return chunks
-
-    knowledge_base.chunk_document = chunk_document
-    return touched

@@ -16,8 +16,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import (DATA, OtherLoad, machine, machine_line, peak_rss_mb, save, summary, table, warn_if_busy,
-                    work_around_heading_whitespace)
+from common import (DATA, OtherLoad, machine, machine_line, peak_rss_mb, save, summary, table, warn_if_busy)
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", type=Path, default=DATA / "medquad_qa_corpus.jsonl")
@@ -51,7 +50,6 @@ embedder = Embedder()
 embedder.embed(["warm-up"])  # loading the model is not ingest time
 model_load_s = time.perf_counter() - t0
 rss_model_mb = peak_rss_mb()
-heading_fix = work_around_heading_whitespace()  # see common.py: the full file fails without it
 # Wrap the stages in this process only (the library code is unchanged).
 knowledge_base.load_document = timed("load", knowledge_base.load_document)
 knowledge_base.chunk_document = timed("chunk", knowledge_base.chunk_document)
@@ -121,11 +119,9 @@ print(table(["stage", "seconds", "share of wall"],
             [[name, f"{s:.1f}", f"{100 * s / first['wall_s']:.1f}%"]
              for name, s in sorted(first["phases_s"].items(), key=lambda kv: -kv[1])]))
 print(f"stores consistent after ingest: {first['verify']}")
-print(f"chunks whose heading needed the whitespace workaround (a library bug, see common.py): {heading_fix['chunks']}")
 
 save("ingest_throughput", {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
                            "model_load_s": round(model_load_s, 2), "rss_after_model_load_mb": rss_model_mb,
-                           "peak_rss_mb": rss_peak_mb, "heading_workaround_chunks": heading_fix["chunks"],
-                           "wall_s": walls, "chunks_per_s": rates, "batch_chunks_per_s": batch,
+                           "peak_rss_mb": rss_peak_mb, "wall_s": walls, "chunks_per_s": rates, "batch_chunks_per_s": batch,
                            "clean_batch_chunks_per_s": clean,
                            "runs": runs})
