@@ -4,7 +4,7 @@ Reports chunks, wall seconds, chunks/s (median and p5/p95 over the 256-chunk emb
 RSS, and where the time goes: the stages `KnowledgeBase._ingest_file` calls are wrapped with timers in
 this process (load, chunk, embed, Chroma write, BM25 rebuild); manifest writes are the remainder.
 
-    .venv/bin/python benchmarks/ingest_throughput.py              # the full file, ~25 min on 2 cores
+    .venv/bin/python benchmarks/ingest_throughput.py              # the full file, ~17 min on 2 idle cores
     .venv/bin/python benchmarks/ingest_throughput.py --limit 500  # a quick run on the first 500 rows
 """
 
@@ -21,7 +21,7 @@ from common import (DATA, OtherLoad, machine, machine_line, peak_rss_mb, save, s
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", type=Path, default=DATA / "medquad_qa_corpus.jsonl")
 parser.add_argument("--limit", type=int, default=0, help="ingest only the first N rows (0 = all 16,407)")
-# One full run takes ~25 min here, so one run by default; the spread then comes from the per-batch rates.
+# One full run takes ~17 min here, so one run by default; the spread then comes from the per-batch rates.
 parser.add_argument("--repeats", type=int, default=1)
 args = parser.parse_args()
 

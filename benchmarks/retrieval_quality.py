@@ -5,7 +5,7 @@ pubid, so the indexed text holds neither the question nor the title (the loader 
 title: a bare number). Each question is then searched with k=5 chunks; a hit is any chunk of the
 question's own document. Spread: 95% bootstrap intervals over the questions.
 
-    .venv/bin/python benchmarks/retrieval_quality.py            # all 700 items, ~5 min on 2 cores
+    .venv/bin/python benchmarks/retrieval_quality.py            # all 700 items, ~3 min on 2 cores
     .venv/bin/python benchmarks/retrieval_quality.py --limit 100
 """
 
