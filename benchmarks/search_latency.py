@@ -144,15 +144,19 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
     retriever = kb.retriever
     bm25 = retriever.bm25  # llama-index BM25Retriever; .bm25 is the bm25s index
     where = {f"route_{args.route}": 1}
-    parts = {name: [] for name in ["query embedding", "Chroma query (raw)", f"Chroma query, where route={args.route}",
+    parts = {name: [] for name in ["query embedding, uncapped", f"query embedding (capped at {embedder.query_max_tokens})",
+                                   "Chroma query (raw)", f"Chroma query, where route={args.route}",
                                    "BM25 (bm25s, raw)", "dense retriever via llama-index (embedding given)",
+                                   f"dense retriever, route={args.route} (as search filters it)",
                                    "BM25 retriever via llama-index"]}
     import bm25s
 
     wait_for_quiet(args.max_wait, args.clean_share)
     for q in queries:
         marks = [time.perf_counter()]
-        embedding = embedder.llama.get_query_embedding(q)
+        embedder.llama.get_query_embedding(q)
+        marks.append(time.perf_counter())
+        embedding = embedder.embed_query(q)
         marks.append(time.perf_counter())
         kb.collection.query(query_embeddings=[embedding], n_results=retriever.candidates)
         marks.append(time.perf_counter())
@@ -162,6 +166,8 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
         bm25.bm25.retrieve(tokens, k=retriever.candidates, show_progress=False)
         marks.append(time.perf_counter())
         retriever._dense(None).retrieve(QueryBundle(q, embedding=embedding))
+        marks.append(time.perf_counter())
+        retriever._dense(args.route).retrieve(QueryBundle(q, embedding=embedding))
         marks.append(time.perf_counter())
         retriever._sparse(None).retrieve(q)
         marks.append(time.perf_counter())
@@ -199,6 +205,7 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
         t = time.perf_counter()
         kb.retriever  # noqa: B018  (loads BM25 and opens the index before timing)
         built["load_retriever_s"] = round(time.perf_counter() - t, 1)
+        route_counts = kb.retriever.route_counts
         print(f"level {level}: {counts['manifest']} chunks ({counts['manifest'] - synthetic} real, {synthetic} "
               f"synthetic); timing {args.queries} queries x {len(MODES)} modes x {args.repeats} passes", flush=True)
         times = time_searches(kb)
@@ -206,7 +213,7 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
             parts = time_parts(kb)
         results[level] = {
             "chunks": counts["manifest"], "real_chunks": counts["manifest"] - synthetic, "synthetic_chunks": synthetic,
-            "build_s": built,
+            "build_s": built, "route_counts": route_counts,
             "modes_ms": {name: pooled(runs) for name, runs in times.items()},
             f"hybrid_queries_le_{SHORT}_tokens_ms": pooled(
                 times["hybrid"], lambda ms: [t for t, n in zip(ms, query_tokens) if n <= SHORT]),

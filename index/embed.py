@@ -7,6 +7,9 @@ from functools import cached_property
 from pathlib import Path
 
 DEFAULT_BATCH_SIZE = 64  # measured: larger batches gain nothing on 2 cores and cost memory
+# all-MiniLM-L6-v2 was trained on 128-word-piece inputs; a longer query (a MedQA vignette runs to 200+)
+# costs twice the forward pass for little gain, and the query embedding is most of a search's time.
+QUERY_MAX_TOKENS = 128
 
 
 def default_model_path() -> str:
@@ -19,9 +22,11 @@ def default_model_path() -> str:
 class Embedder:
     """One loaded sentence-transformers model, with the views each library wants of it."""
 
-    def __init__(self, model: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(self, model: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 query_max_tokens: int | None = QUERY_MAX_TOKENS):
         self.model_name = model or default_model_path()
         self.batch_size = batch_size
+        self.query_max_tokens = query_max_tokens
         if Path(self.model_name).is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the Hub
 
@@ -47,6 +52,14 @@ class Embedder:
     def tokenize(self, text: str) -> list[int]:
         """Word-piece ids of `text`, without [CLS]/[SEP]; what the chunker counts."""
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def embed_query(self, query: str) -> list[float]:
+        """The query's embedding, from at most `query_max_tokens` word pieces of it (cut at a piece boundary)."""
+        if self.query_max_tokens:
+            offsets = self._tokenizer.encode(query, add_special_tokens=False).offsets
+            if len(offsets) > self.query_max_tokens:
+                query = query[:offsets[self.query_max_tokens - 1][1]]
+        return self.llama.get_query_embedding(query)
 
     @property
     def max_tokens(self) -> int:

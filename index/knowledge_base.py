@@ -106,7 +106,8 @@ class KnowledgeBase:
     @cached_property
     def retriever(self) -> Retriever:
         self.recover()
-        return Retriever(self.collection, self.embedder, sparse.load(self.bm25_dir), rrf_k=self.rrf_k)
+        return Retriever(self.collection, self.embedder, sparse.load(self.bm25_dir), rrf_k=self.rrf_k,
+                         chunk_routes=self.manifest.chunk_routes())
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:

@@ -130,6 +130,12 @@ class Manifest:
         return self.db.execute("SELECT count(*) FROM chunks JOIN documents USING (doc_id) "
                                "WHERE state = 'ready'").fetchone()[0]
 
+    def chunk_routes(self) -> dict[str, tuple[str, ...]]:
+        """Routes of every ready chunk, by chunk id."""
+        rows = self.db.execute("SELECT c.chunk_id, c.routes FROM chunks c JOIN documents d USING (doc_id) "
+                               "WHERE d.state = 'ready'")
+        return {chunk_id: tuple(routes.split(",")) for chunk_id, routes in rows}
+
     @property
     def generation(self) -> int:
         """Bumped by every change to the set of ready chunks; BM25 is stale when its generation differs."""

@@ -15,6 +15,10 @@ from corpus.chunking import embedded_text
 Mode = Literal["hybrid", "dense", "sparse"]
 RRF_K = 60  # see docs/benchmarks.md: k in 10..100 changes recall@5 by under a point here
 CANDIDATES = 40  # per retriever, before fusion
+# A route filter on the dense side over-fetches unfiltered candidates (CANDIDATES * 1.5 / the route's share of
+# chunks) and filters them in Python, unless that would mean fetching more than this; rarer routes use Chroma's
+# own `where` filter, which is slow at scale. See RouteFilterRetriever.
+POST_FILTER_MAX_FETCH = 1000
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ def chunk_to_node(chunk: Chunk):
                     excluded_embed_metadata_keys=[k for k in metadata if k != "heading"],
                     excluded_llm_metadata_keys=[k for k in metadata if k != "heading"],
                     metadata_template="{value}", text_template="{metadata_str}\n\n{content}")
-    assert node.get_content("embed") == embedded_text(chunk.heading, chunk.text)  # noqa: S101 - one format
+    if node.get_content("embed") != embedded_text(chunk.heading, chunk.text):  # one embedded format, everywhere
+        raise ValueError(f"chunk {chunk.chunk_id}: llama-index would embed a different text than embedded_text()")
     return node
 
 
@@ -57,21 +62,31 @@ def node_to_chunk(node) -> Chunk:
 
 
 class Retriever:
-    def __init__(self, collection, embedder, bm25, rrf_k: float = RRF_K, candidates: int = CANDIDATES):
+    def __init__(self, collection, embedder, bm25, rrf_k: float = RRF_K, candidates: int = CANDIDATES,
+                 chunk_routes: dict[str, tuple[str, ...]] | None = None):
+        """`chunk_routes`: the routes of each ready chunk (Manifest.chunk_routes), for filtering by route."""
         from llama_index.core import VectorStoreIndex
 
         from index.store import vector_store
 
-        self.index = VectorStoreIndex.from_vector_store(vector_store(collection), embed_model=embedder.llama)
+        self.vector_store = vector_store(collection)
+        self.index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=embedder.llama)
+        self.embedder = embedder
         self.bm25 = bm25
         self.rrf_k = rrf_k
         self.candidates = candidates
+        self.chunk_routes = chunk_routes or {}
+        self.route_counts: dict[str, int] = {}
+        for routes in self.chunk_routes.values():
+            for route in routes:
+                self.route_counts[route] = self.route_counts.get(route, 0) + 1
         self._sparse_by_route: dict[str | None, object] = {}
 
     def retrieve(self, query: str, k: int = 5, route: str | None = None, mode: Mode = "hybrid") -> list[Passage]:
         if not query.strip():
             return []
         from llama_index.core.llms import MockLLM
+        from llama_index.core.schema import QueryBundle
 
         from index.fusion import RankFusionRetriever
 
@@ -83,8 +98,10 @@ class Retriever:
         # One query, no rewriting: MockLLM only keeps llama-index from resolving its default (remote) LLM.
         fusion = RankFusionRetriever([retriever for _, retriever in parts], llm=MockLLM(), mode="reciprocal_rerank",
                                      num_queries=1, use_async=False, similarity_top_k=k, rrf_k=self.rrf_k)
+        # The embedding is computed here so that it sees a length-capped query while BM25 sees all of it.
+        bundle = QueryBundle(query, embedding=self.embedder.embed_query(query) if "dense" in names else None)
         passages = []
-        for hit in fusion.retrieve(query):
+        for hit in fusion.retrieve(bundle):
             own = {names[i]: score for i, score in hit.node.metadata.pop("_own_scores").items()}
             dense = own.get("dense")
             passages.append(Passage(
@@ -97,8 +114,17 @@ class Retriever:
     def _dense(self, route: str | None):
         from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
 
-        filters = MetadataFilters(filters=[MetadataFilter(key=f"route_{route}", value=1)]) if route else None
-        return self.index.as_retriever(similarity_top_k=self.candidates, filters=filters)
+        from index.fusion import RouteFilterRetriever
+
+        if route is None:
+            return self.index.as_retriever(similarity_top_k=self.candidates)
+        filtered = self.index.as_retriever(similarity_top_k=self.candidates, filters=MetadataFilters(
+            filters=[MetadataFilter(key=f"route_{route}", value=1)]))
+        share = self.route_counts.get(route, 0) / max(len(self.chunk_routes), 1)
+        fetch = math.ceil(self.candidates * 1.5 / share) if share else POST_FILTER_MAX_FETCH + 1
+        if fetch > POST_FILTER_MAX_FETCH:
+            return filtered
+        return RouteFilterRetriever(self.vector_store, self.chunk_routes, route, fetch, self.candidates, filtered)
 
     def _sparse(self, route: str | None):
         """A BM25 retriever for `route`, cached: building its filter mask walks the whole corpus."""

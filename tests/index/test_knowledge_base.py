@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import write_note
 
 
@@ -64,6 +65,33 @@ def test_route_filter_keeps_only_that_route(make_kb, notes):
         passages = kb.search("pain fever drug levels treatment", k=10, route=route)
         assert passages and all(route in p.chunk.routes for p in passages)
     assert kb.search("anything", route="general") == []
+
+
+def test_route_post_filter_matches_chromas_where_filter(make_kb, monkeypatch):
+    """A common route is filtered in Python over more candidates; the result must equal Chroma's `where`."""
+    import index.retrieve
+
+    kb = make_kb()
+    kb.ensure_starter()
+    treatment = sum("treatment" in routes for routes in kb.manifest.chunk_routes().values())
+    assert treatment >= 60  # enough chunks that over-fetching, not the fallback, answers
+    queries = ["first-line drug for high blood pressure", "how is pneumonia treated in adults", "asthma inhaler steps"]
+    post = [[p.chunk.chunk_id for p in kb.search(q, k=5, route="treatment")] for q in queries]
+    monkeypatch.setattr(index.retrieve, "POST_FILTER_MAX_FETCH", 0)  # every route now uses the where filter
+    kb.__dict__.pop("retriever")
+    where = [[p.chunk.chunk_id for p in kb.search(q, k=5, route="treatment")] for q in queries]
+    assert post == where and all(len(ids) == 5 for ids in post)
+
+
+def test_long_queries_are_embedded_from_their_first_128_word_pieces(embedder):
+    from index.embed import QUERY_MAX_TOKENS
+
+    vignette = " ".join(f"day {i} of fever and cough" for i in range(40))
+    assert len(embedder.tokenize(vignette)) > QUERY_MAX_TOKENS
+    capped = embedder.embed_query(vignette)
+    assert embedder.embed_query(vignette + " with crushing chest pain") == pytest.approx(capped, abs=1e-6)
+    assert embedder.llama.get_query_embedding(vignette) != pytest.approx(capped, abs=1e-3)  # the cap did cut
+    assert embedder.embed_query("fever") == pytest.approx(embedder.llama.get_query_embedding("fever"), abs=1e-6)
 
 
 def test_hybrid_finds_what_only_one_retriever_finds(make_kb, notes):
