@@ -21,18 +21,32 @@ class Config:
     embed_model: str | None = None  # a sentence-transformers folder or Hub id; None: the packaged all-MiniLM-L6-v2
     max_file_mb: int = 64
     rrf_k: float = 60.0
-    backend: str = "transformers"  # see assistant/backends/base.py for the registered backends and aliases
+    backend: str = "transformers"  # transformers | openai | llamacpp (assistant/backends/base.py has the aliases)
     model: str | None = None  # a model folder, .gguf file, Hub id, or server model name; None: Gemma-3-270M
-    adapter: str | None = None  # a PEFT adapter folder for the transformers backend
+    adapter: str | None = None  # a PEFT adapter folder (transformers) or LoRA .gguf (llamacpp)
+    base_url: str | None = None  # the openai backend's server, e.g. http://127.0.0.1:8080/v1
+    api_key: str | None = None  # sent to that server as a bearer token; OPENAI_API_KEY is used when unset
     k: int = 5
-    max_new_tokens: int = 320
+    # Generation; None keeps GenerationSettings' default (assistant/backends/base.py says why each is what it is)
+    max_new_tokens: int | None = None
+    max_think_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
 
     def backend_factory(self):
         """A function that loads the configured model backend (loading is slow, so it is deferred)."""
         from assistant.backends import load_backend
 
         return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=self.adapter,
-                                                   home=self.home, on_status=on_status)
+                                                   base_url=self.base_url, api_key=self.api_key, home=self.home,
+                                                   on_status=on_status)
+
+    def generation_settings(self):
+        from assistant.backends import GenerationSettings
+
+        chosen = {f.name: getattr(self, f.name) for f in fields(GenerationSettings)}
+        return GenerationSettings(**{name: value for name, value in chosen.items() if value is not None})
 
     def knowledge_base(self):
         from index import KnowledgeBase
@@ -81,6 +95,6 @@ def _coerce(name: str, value, path: Path):
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r} (from {path}, MEDASSIST_{name.upper()} or a flag) "
                           f"must be {kind}, got {value!r}") from None
-    if isinstance(value, (int, float)) and value <= 0:
-        raise ConfigError(f"setting {name!r} must be positive, got {value}")
+    if isinstance(value, (int, float)) and (value < 0 or value == 0 and name != "temperature"):
+        raise ConfigError(f"setting {name!r} must be positive, got {value}")  # temperature 0 means greedy
     return value

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -26,13 +28,54 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
-def gemma_models(tmp_path_factory) -> Path:
+def gemma_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gemma-home")
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(gemma_home) -> Path:
+    """The packaged Gemma-3-270M GGUF, assembled once per test run."""
+    from assistant.backends.gguf_convert import packaged_gguf
+
+    return packaged_gguf(gemma_home)
+
+
+@pytest.fixture(scope="session")
+def gemma_models(gemma_home, gemma_gguf) -> Path:
     """A models folder holding Gemma-3-270M converted from the packaged GGUF (once per test run)."""
     from assistant.backends.transformers_backend import resolve_model
 
-    home = tmp_path_factory.mktemp("gemma-home")
-    resolve_model(None, home)
-    return home / "models"
+    resolve_model(None, gemma_home)
+    return gemma_home / "models"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama-architecture model folder (tests/tiny_model.py), for fast tests of mechanics."""
+    from tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process, timeout: float = 60) -> None:
+    """Return once something listens on loopback `port`; fail the test if `process` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with code {process.returncode} before listening on port {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    pytest.fail(f"no server listening on port {port} after {timeout:.0f} s")
 
 
 @pytest.fixture

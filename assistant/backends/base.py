@@ -33,10 +33,12 @@ class Backend(Protocol):
         ...
 
 
-# name -> module that registers it. The OpenAI-compatible and llama.cpp backends are the next to
-# land (issue 3); they are listed here when they exist and are tested against real servers.
-_MODULES = {"transformers": "assistant.backends.transformers_backend"}
-ALIASES = {"hf": "transformers", "local": "transformers", "torch": "transformers"}
+# name -> module that registers it
+_MODULES = {"transformers": "assistant.backends.transformers_backend",
+            "openai": "assistant.backends.openai_backend",
+            "llamacpp": "assistant.backends.llamacpp_backend"}
+ALIASES = {"hf": "transformers", "local": "transformers", "torch": "transformers",
+           "vllm": "openai", "ollama": "openai", "server": "openai", "llama.cpp": "llamacpp", "llama-cpp": "llamacpp"}
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
 
 
@@ -66,6 +68,35 @@ def load_backend(name: str, **options) -> Backend:
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-    """`text` up to the first stop string, and whether one was found (shared by every backend)."""
+    """`text` up to the first stop string, and whether one was found."""
     positions = [text.find(s) for s in stop if s and s in text]
     return (text[: min(positions)], True) if positions else (text, False)
+
+
+class StopStream:
+    """Stop strings over streamed pieces, shared by every backend.
+
+    A stop string can span pieces ("</th" + "ink>"), and text already shown cannot be taken back, so
+    the tail that could begin a stop string is held until the next piece decides. `feed` returns
+    what is safe to show; `stopped` turns true at the first stop string; `flush` releases the held
+    tail when the stream ends without one.
+    """
+
+    def __init__(self, stop: list[str] | None):
+        self.stop = [s for s in stop or [] if s]
+        self.text, self.shown, self.stopped = "", 0, False
+
+    def feed(self, piece: str) -> str:
+        self.text += piece
+        kept, self.stopped = cut_at_stop(self.text, self.stop)
+        held = 0 if self.stopped else max(
+            (n for s in self.stop for n in range(min(len(s) - 1, len(kept)), 0, -1) if kept.endswith(s[:n])), default=0)
+        return self._release(len(kept) - held)
+
+    def flush(self) -> str:
+        return "" if self.stopped else self._release(len(self.text))
+
+    def _release(self, upto: int) -> str:
+        out = self.text[self.shown:upto] if upto > self.shown else ""
+        self.shown = max(self.shown, upto)
+        return out

