@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,20 @@ class StopStream:
         out = self.text[self.shown:upto] if upto > self.shown else ""
         self.shown = max(self.shown, upto)
         return out
+
+
+def until_stop(pieces: Iterable[str], stop: list[str] | None, cancel: threading.Event | None) -> Iterator[str]:
+    """`pieces` up to the first stop string (see StopStream), ending as soon as `cancel` is set: the one
+    streaming loop of every backend's generate(), each of which closes its own source when this ends."""
+    stops = StopStream(stop)
+    for piece in pieces:
+        if cancel is not None and cancel.is_set():
+            return
+        shown = stops.feed(piece)
+        if shown:
+            yield shown
+        if stops.stopped:
+            return
+    rest = stops.flush()
+    if rest:
+        yield rest

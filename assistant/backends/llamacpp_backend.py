@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from assistant.backends.base import BackendError, GenerationSettings, StopStream, register
+from assistant.backends.base import BackendError, GenerationSettings, register, until_stop
 from assistant.backends.gguf_convert import DEFAULT_MODEL, Status, packaged_gguf, say
 
 CONTEXT_TOKENS = 4096  # prompt (question + numbered sources) plus reasoning and answer
@@ -57,22 +57,10 @@ class LlamaCppBackend:
 
     def generate(self, prompt: str, settings: GenerationSettings, stop: list[str] | None = None,
                  cancel: threading.Event | None = None) -> Iterator[str]:
-        cancel = cancel or threading.Event()
         stream = self.llm.create_completion(prompt, max_tokens=settings.max_new_tokens, temperature=settings.temperature,
                                             top_p=settings.top_p, repeat_penalty=settings.repetition_penalty,
                                             stop=stop or [], stream=True)
-        stops = StopStream(stop)
         try:
-            for event in stream:
-                if cancel.is_set():
-                    return
-                shown = stops.feed(event["choices"][0]["text"])
-                if shown:
-                    yield shown
-                if stops.stopped:
-                    return
-            rest = stops.flush()
-            if rest:
-                yield rest
+            yield from until_stop((event["choices"][0]["text"] for event in stream), stop, cancel)
         finally:
             stream.close()  # llama.cpp stops decoding when its generator is closed

@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Iterator
 
-from assistant.backends.base import BackendError, GenerationSettings, StopStream, register
+from assistant.backends.base import BackendError, GenerationSettings, register, until_stop
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 300.0  # a big model on a busy server may think for minutes before its first token
@@ -62,41 +62,32 @@ class OpenAIBackend:
                  cancel: threading.Event | None = None) -> Iterator[str]:
         import httpx
 
-        cancel = cancel or threading.Event()
         body = {"model": self.model_name, "prompt": prompt, "max_tokens": settings.max_new_tokens,
                 "temperature": settings.temperature, "top_p": settings.top_p, "stream": True,
                 # Not in the OpenAI API; vLLM reads the first name and llama.cpp the second, others ignore both.
                 "repetition_penalty": settings.repetition_penalty, "repeat_penalty": settings.repetition_penalty}
         if stop:
             body["stop"] = stop[:MAX_STOP_STRINGS]
-        stops = StopStream(stop)
         try:
-            # Leaving the `with` block (a stop string, `cancel`, or the caller closing this generator)
-            # closes the connection, which is how a server learns to stop generating.
+            # Leaving early (a stop string, `cancel`, or the caller closing this generator) leaves the
+            # `with` block, which closes the connection: that is how a server learns to stop generating.
             with self.client.stream("POST", "/completions", json=body) as response:
                 if response.status_code != 200:
                     detail = response.read().decode("utf-8", "replace")[:300]
                     raise BackendError(f"{self.base_url}/completions answered HTTP {response.status_code}: {detail}")
-                for line in response.iter_lines():
-                    if cancel.is_set():
-                        return
-                    if not line.startswith("data:"):
-                        continue  # blank separators and SSE comments
-                    data = line[len("data:"):].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        piece = json.loads(data)["choices"][0].get("text") or ""
-                    except (ValueError, KeyError, IndexError):
-                        raise BackendError(f"{self.base_url} sent an event that is not a completion chunk: "
-                                           f"{data[:200]}") from None
-                    shown = stops.feed(piece)
-                    if shown:
-                        yield shown
-                    if stops.stopped:
-                        return
-                rest = stops.flush()
-                if rest:
-                    yield rest
+                yield from until_stop(self._pieces(response), stop, cancel)
         except httpx.HTTPError as exc:
             raise self._request_error(exc) from None
+
+    def _pieces(self, response) -> Iterator[str]:
+        """The text of each server-sent completion chunk, until [DONE]."""
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators and SSE comments
+            data = line[len("data:"):].strip()
+            if data == "[DONE]":
+                return
+            try:
+                yield json.loads(data)["choices"][0].get("text") or ""
+            except (ValueError, KeyError, IndexError):
+                raise BackendError(f"{self.base_url} sent an event that is not a completion chunk: {data[:200]}") from None

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from assistant.backends.base import BackendError, GenerationSettings, StopStream, register
+from assistant.backends.base import BackendError, GenerationSettings, register, until_stop
 from assistant.backends.gguf_convert import DEFAULT_MODEL, Status, convert_gguf, packaged_gguf, say
 
 
@@ -79,7 +79,7 @@ class TransformersBackend:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-        cancel = cancel or threading.Event()
+        cancel = cancel or threading.Event()  # read by StopWhenAsked
         inputs = self.tokenizer(prompt, return_tensors="pt")
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         finished = threading.Event()
@@ -107,25 +107,10 @@ class TransformersBackend:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        stops = StopStream(stop)
-        left_early = True
         try:
-            for piece in streamer:
-                shown = stops.feed(piece)
-                if shown:
-                    yield shown
-                if stops.stopped or cancel.is_set():
-                    break
-            else:
-                left_early = False
-                rest = stops.flush()
-                if rest:
-                    yield rest
+            yield from until_stop(streamer, stop, cancel)
         finally:
-            finished.set()  # generate() stops at its next token if we left early
-            if left_early:  # wait for its end-of-stream marker; the streamer is single-use
-                for _ in streamer:
-                    pass
+            finished.set()  # generate() stops at its next token if we left early (its queue never blocks it)
             worker.join()
         if failure:
             raise BackendError(f"generation failed: {failure[0]}") from failure[0]
