@@ -85,7 +85,10 @@ class Agent:
         return self._backend
 
     def ask(self, question: str, route: str | None = None, use_rag: bool = True, k: int | None = None,
-            on_text: Callable[[str], None] | None = None, cancel: threading.Event | None = None) -> Answer:
+            on_text: Callable[[str, str], None] | None = None, cancel: threading.Event | None = None) -> Answer:
+        """Route, retrieve, generate and check. `on_text(phase, piece)` receives the generated text as it
+        streams, phase "reasoning" then "answer"; `cancel` ends generation early (the answer is then checked
+        as far as it got)."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         flags = find_red_flags(question)
@@ -160,12 +163,12 @@ class Agent:
         # Reasoning first, within its budget; then the answer is asked for explicitly, so a model
         # that never closes <think> (the untuned default) still gives an answer.
         thinking = replace(settings, max_new_tokens=settings.max_think_tokens)
-        reasoning = _stream(backend.generate(prompt, thinking, stop=[THINK_CLOSE], cancel=cancel), on_text)
+        reasoning = _stream(backend.generate(prompt, thinking, stop=[THINK_CLOSE], cancel=cancel), on_text, "reasoning")
         if cancel is not None and cancel.is_set():
             return split_reasoning(reasoning)[0], ""
         reasoning = split_reasoning(reasoning)[0]
         rest = replace(settings, max_new_tokens=max(32, settings.max_new_tokens - settings.max_think_tokens))
-        text = _stream(backend.generate(f"{prompt}{reasoning}\n{THINK_CLOSE}\n", rest, cancel=cancel), on_text)
+        text = _stream(backend.generate(f"{prompt}{reasoning}\n{THINK_CLOSE}\n", rest, cancel=cancel), on_text, "answer")
         return reasoning, text.strip()
 
     def _check(self, text: str, citations: list[Citation]) -> tuple[str, list[SentenceCheck]]:
@@ -208,12 +211,12 @@ def _keep_valid(match: re.Match, by_number: dict) -> str:
     return f"[{', '.join(valid)}]" if valid else ""  # a number that names no passage is removed
 
 
-def _stream(pieces, on_text) -> str:
+def _stream(pieces, on_text, phase: str) -> str:
     text = ""
     for piece in pieces:
         text += piece
         if on_text:
-            on_text(piece)
+            on_text(phase, piece)
     return text
 
 

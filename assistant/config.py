@@ -27,6 +27,7 @@ class Config:
     base_url: str | None = None  # the openai backend's server, e.g. http://127.0.0.1:8080/v1
     api_key: str | None = None  # sent to that server as a bearer token; OPENAI_API_KEY is used when unset
     k: int = 5
+    use_rag: bool = True  # False: model-only answers, labelled unsourced
     # Generation; None keeps GenerationSettings' default (assistant/backends/base.py says why each is what it is)
     max_new_tokens: int | None = None
     max_think_tokens: int | None = None
@@ -83,9 +84,18 @@ def load_config(home: Path | str | None = None, **flags) -> Config:
     return replace(Config(home), **{k: _coerce(k, v, path) for k, v in values.items()})
 
 
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _coerce(name: str, value, path: Path):
     kind = _TYPES[name]
     try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() not in _BOOLEANS:
+                raise ValueError(value)
+            return _BOOLEANS[str(value).strip().lower()]
         if "int" in kind:
             value = int(value)
         elif "float" in kind:

@@ -66,6 +66,30 @@ class DocumentRecord:
         return {**self.__dict__, "routes": list(self.routes)}
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One explicit transaction on a connection opened with isolation_level=None."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def migrate(db: sqlite3.Connection, migrations: list[str]) -> None:
+    """Apply the numbered `migrations` the database has not seen (its version is PRAGMA user_version)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        with transaction(db):
+            # executescript() would COMMIT on its own; statements one by one stay in our transaction.
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
 class Manifest:
     def __init__(self, path: Path):
         self.path = path
@@ -76,24 +100,10 @@ class Manifest:
         self._migrate()
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self.transaction():
-                # executescript() would COMMIT on its own; statements one by one stay in our transaction.
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {number}")
+        migrate(self.db, MIGRATIONS)
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self):
+        return transaction(self.db)
 
     # --- reading -------------------------------------------------------------------------------
     _COLUMNS = "doc_id, source, title, kind, routes, updated, reference, n_chunks, state, ingested_at"

@@ -38,7 +38,7 @@ def make_tiny_model(folder: Path, seed: int = 0) -> Path:
                                    pad_token="<pad>", unk_token="<unk>")
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                          bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                          pad_token_id=fast.pad_token_id, initializer_range=0.5)
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import os
 
 import click
 
-from assistant.cli import ask, knowledge, route
+from assistant.cli import ask, chat, knowledge, route
 from assistant.config import ConfigError, load_config
 
 EXIT_PARTIAL, EXIT_CONFIG = 1, 3
@@ -73,3 +73,4 @@ class _Lazy:
 knowledge.register(main)
 ask.register(main)
 route.register(main)
+chat.register(main)

@@ -55,7 +55,7 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
 
     agent = Agent(kb, load, k=config.k, settings=config.generation_settings())
     text = " ".join(question)
-    answer = agent.ask(text, route=route, use_rag=not no_rag)
+    answer = agent.ask(text, route=route, use_rag=config.use_rag and not no_rag)
     if as_json:
         print(json.dumps(answer.as_dict(), indent=2, ensure_ascii=False))
         return

@@ -1,0 +1,30 @@
+"""`medassist chat`: the terminal chat app."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import click
+
+
+def register(main: click.Group) -> None:
+    main.add_command(chat)
+
+
+@click.command()
+@click.option("--no-history", is_flag=True, help="Keep nothing on disk: this session's chats are not saved.")
+@click.option("--backend", help="Model backend: transformers (default), openai, llamacpp.")
+@click.option("--model", help="Model folder, .gguf file, Hub id or server model name.")
+@click.option("--adapter", type=click.Path(exists=True), help="PEFT adapter folder (or LoRA .gguf for llamacpp).")
+@click.option("--base-url", help="OpenAI-compatible server for --backend openai.")
+@click.option("--no-rag", is_flag=True, help="Model-only answers, labelled unsourced.")
+@click.pass_obj
+def chat(obj, no_history, backend, model, adapter, base_url, no_rag):
+    """Chat in the terminal: cited answers, reasoning, sources, ingest, saved sessions (F1 lists the keys)."""
+    from assistant.tui.app import MedassistApp
+
+    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url)
+    config = replace(obj.config, **{key: value for key, value in flags.items() if value})
+    if no_rag:
+        config = replace(config, use_rag=False)
+    MedassistApp(config, keep_history=not no_history).run()

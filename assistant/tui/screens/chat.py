@@ -1,0 +1,133 @@
+"""The main screen: the conversation, the sources panel, the question box, status and keys."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from assistant.tui.widgets.exchange import Exchange
+from assistant.tui.widgets.sources import SourcesPanel
+from assistant.tui.widgets.status import StatusBar
+
+WELCOME = ("Ask a clinical question. Answers cite the indexed sources as [n] (Ctrl+O shows them); "
+           "F4 adds your own references; F1 lists every key. Decision support, not a diagnosis.")
+
+
+class ChatScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel answer"),
+        Binding("ctrl+o", "toggle_sources", "Sources"),
+        Binding("ctrl+r", "toggle_reasoning", "Reasoning"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.cancel_event: threading.Event | None = None
+        self.show_reasoning = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with VerticalScroll(id="conversation"):
+                yield Static(WELCOME, id="welcome")
+            yield SourcesPanel(id="sources")
+        yield Input(placeholder="Ask a medical question and press Enter", id="question")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#question", Input).focus()
+
+    @property
+    def busy(self) -> bool:
+        return self.cancel_event is not None
+
+    # --- asking -----------------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        question = event.value.strip()
+        if not question:
+            return
+        if self.busy:
+            self.notify("An answer is still being written: wait, or press Esc to cancel it.", severity="warning")
+            return
+        event.input.value = ""
+        self.query_one("#welcome").display = False
+        exchange = Exchange(question)
+        self.query_one("#conversation").mount(exchange)
+        exchange.scroll_visible()
+        self.cancel_event = threading.Event()
+        self.ask(question, exchange, self.cancel_event)
+
+    @work(thread=True, group="ask")
+    def ask(self, question: str, exchange: Exchange, cancel: threading.Event) -> None:
+        app = self.app
+        call = app.call_from_thread
+        try:
+            agent = app.wait_for_agent(lambda text: call(exchange.set_status, text))
+            if agent is None:
+                call(exchange.set_status, f"cannot answer: {app.load_error}")
+                return
+            call(exchange.show_reasoning, self.show_reasoning)
+            call(exchange.set_status, "writing…")
+            conversation = app.record("user", question)
+            started, pieces = time.perf_counter(), []
+
+            def on_text(phase: str, piece: str) -> None:
+                pieces.append(piece)
+                call(exchange.add_reasoning if phase == "reasoning" else exchange.add_answer, piece)
+
+            answer = agent.ask(question, use_rag=app.config.use_rag, k=app.config.k, on_text=on_text, cancel=cancel)
+            generate_s = answer.timings.get("generate_s") or (time.perf_counter() - started)
+            tokens = app.count_tokens(answer.reasoning + "".join(pieces)) if pieces else 0
+            app.record("assistant", answer.answer, answer.as_dict(), conversation)
+            call(self.finished, exchange, answer.as_dict(), tokens / generate_s if tokens else 0.0, cancel.is_set())
+        finally:
+            call(self._idle)
+
+    def _idle(self) -> None:
+        self.cancel_event = None
+
+    def finished(self, exchange: Exchange, answer: dict, tokens_per_s: float, cancelled: bool) -> None:
+        exchange.finish(answer, cancelled)
+        self.query_one(SourcesPanel).show(answer.get("citations") or [])
+        if tokens_per_s:
+            self.query_one(StatusBar).tokens_per_s = tokens_per_s
+        exchange.scroll_visible()
+
+    def action_cancel(self) -> None:
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+            self.notify("Cancelling the answer…")
+
+    # --- views ------------------------------------------------------------------------------------
+    def action_toggle_sources(self) -> None:
+        panel = self.query_one(SourcesPanel)
+        panel.display = not panel.display
+
+    def action_toggle_reasoning(self) -> None:
+        self.show_reasoning = not self.show_reasoning
+        for exchange in self.query(Exchange):
+            exchange.show_reasoning(self.show_reasoning)
+
+    async def show_conversation(self, messages: list) -> None:
+        """Replace what is shown with a stored conversation (a list of history.Message)."""
+        conversation = self.query_one("#conversation")
+        await self.query(Exchange).remove()
+        self.query_one("#welcome").display = not messages
+        exchange, citations = None, []
+        for message in messages:
+            if message.role == "user":
+                exchange = Exchange(message.content)
+                await conversation.mount(exchange)
+                exchange.show_reasoning(self.show_reasoning)
+            elif exchange is not None and message.answer:
+                exchange.finish(message.answer)
+                citations = message.answer.get("citations") or []
+        self.query_one(SourcesPanel).show(citations)
+        conversation.scroll_end(animate=False)
