@@ -13,6 +13,8 @@ the timings, the parts of a search are timed one by one to show where the time g
     .venv/bin/python benchmarks/search_latency.py                      # ~40 min on 2 cores
     .venv/bin/python benchmarks/search_latency.py --real-rows 600 --first-rows 300 --levels 2000 5000 \
         --queries 50 --repeats 1                                        # a quick check, ~3 min
+    .venv/bin/python benchmarks/search_latency.py --keep /tmp/idx      # build once, keep the index...
+    .venv/bin/python benchmarks/search_latency.py --reuse /tmp/idx     # ...and time it again (~6 min)
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ parser.add_argument("--noise", type=float, default=0.01)
 parser.add_argument("--route", default="treatment", help="route for the filtered hybrid search")
 parser.add_argument("--target-ms", type=float, default=50.0, help="p95 target for hybrid at the largest level")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--keep", type=Path, help="build the index in this (new) folder and keep it, for --reuse")
+parser.add_argument("--reuse", type=Path, help="time the index in a folder made with --keep; build nothing")
 args = parser.parse_args()
 
 from corpus import Chunk, Document  # noqa: E402  (imported after argparse: --help stays fast)
@@ -146,7 +150,7 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
     where = {f"route_{args.route}": 1}
     parts = {name: [] for name in ["query embedding, uncapped", f"query embedding (capped at {embedder.query_max_tokens})",
                                    "Chroma query (raw)", f"Chroma query, where route={args.route}",
-                                   "BM25 (bm25s, raw)", "dense retriever via llama-index (embedding given)",
+                                   "BM25 (bm25s, raw)", "dense retriever, ids only (embedding given)",
                                    f"dense retriever, route={args.route} (as search filters it)",
                                    "BM25 retriever via llama-index"]}
     import bm25s
@@ -165,9 +169,9 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
         tokens = bm25s.tokenize(q, stemmer=bm25.stemmer, show_progress=False)
         bm25.bm25.retrieve(tokens, k=retriever.candidates, show_progress=False)
         marks.append(time.perf_counter())
-        retriever._dense(None).retrieve(QueryBundle(q, embedding=embedding))
+        retriever._dense(None, 5).retrieve(QueryBundle(q, embedding=embedding))
         marks.append(time.perf_counter())
-        retriever._dense(args.route).retrieve(QueryBundle(q, embedding=embedding))
+        retriever._dense(args.route, 5).retrieve(QueryBundle(q, embedding=embedding))
         marks.append(time.perf_counter())
         retriever._sparse(None).retrieve(q)
         marks.append(time.perf_counter())
@@ -179,10 +183,11 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
 results = {}
 synthetic_docs: set[str] = set()
 with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
-    kb = KnowledgeBase(Path(tmp) / "home", embedder=embedder)
-    for i, level in enumerate(sorted(args.levels)):
+    kb = KnowledgeBase(args.reuse or args.keep or Path(tmp) / "home", embedder=embedder)
+    levels = [kb.manifest.count_ready_chunks()] if args.reuse else sorted(args.levels)
+    for i, level in enumerate(levels):
         built = {}
-        if i < len(real_parts) and real_parts[i]:
+        if not args.reuse and i < len(real_parts) and real_parts[i]:
             part = Path(tmp) / f"medquad_part{i + 1}.jsonl"
             part.write_text("".join(real_parts[i]), encoding="utf-8")
             print(f"level {level}: ingesting {len(real_parts[i])} real MedQuAD rows", flush=True)
@@ -201,7 +206,7 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
             print(f"WARNING: {total} real chunks already exceed the {level} level; measuring at {total}")
         counts = kb.verify()
         assert counts["consistent"], counts
-        synthetic = sum(d.n_chunks for d in kb.documents() if d.doc_id in synthetic_docs)
+        synthetic = sum(d.n_chunks for d in kb.documents() if d.source.startswith("synthetic://"))
         t = time.perf_counter()
         kb.retriever  # noqa: B018  (loads BM25 and opens the index before timing)
         built["load_retriever_s"] = round(time.perf_counter() - t, 1)
@@ -246,7 +251,7 @@ p95 = largest["modes_ms"]["hybrid"]["p95"]
 verdict = "MET" if p95 <= args.target_ms else "MISSED"
 print(f"\nTarget hybrid p95 <= {args.target_ms:.0f} ms at {largest['chunks']:,} chunks: {verdict} ({p95:.1f} ms)")
 
-save("search_latency", {"machine": info, "args": vars(args), "index_build": BUILD,
+save("search_latency" + ("_reuse" if args.reuse else ""), {"machine": info, "args": vars(args), "index_build": BUILD,
     "query_tokens": summary(query_tokens),
     "target_ms": args.target_ms, "target": verdict,
     "levels": {str(k): v for k, v in results.items()}})

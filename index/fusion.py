@@ -23,7 +23,8 @@ class RankFusionRetriever(QueryFusionRetriever):
         for (_query, which), hits in results.items():
             for rank, hit in enumerate(sorted(hits, key=lambda h: h.score or 0.0, reverse=True)):
                 node_id = hit.node.node_id
-                hits_by_id.setdefault(node_id, hit)
+                if node_id not in hits_by_id or not hits_by_id[node_id].node.metadata:
+                    hits_by_id[node_id] = hit  # prefer a copy with text (BM25's) over a dense id-only one
                 own_scores.setdefault(node_id, {})[which] = hit.score
                 fused[node_id] = fused.get(node_id, 0.0) + 1.0 / (self.rrf_k + rank + 1)
         ranked = sorted(fused, key=fused.get, reverse=True)
@@ -45,31 +46,44 @@ class PositiveScoreRetriever(BaseRetriever):
 
 
 
-class RouteFilterRetriever(BaseRetriever):
-    """Dense candidates for one route, filtered here rather than by Chroma's `where`.
+class DenseIdRetriever(BaseRetriever):
+    """Dense candidates from Chroma as ids and scores only; the text of the few that survive fusion is read
+    afterwards (`Retriever.retrieve`).
 
-    Chroma applies `where` by scanning metadata before its vector search: at 100k chunks that cost
-    ~120 ms against ~4 ms unfiltered (docs/benchmarks.md). So this asks Chroma for the `fetch` nearest
-    ids and distances only, keeps those whose chunk carries the route (`routes_of`, an in-memory map
-    from the manifest), and reads the nodes of the first `keep` through llama-index's vector store.
-    When fewer than `keep` survive, `fallback` (the `where` query) answers instead.
+    Why not llama-index's VectorIndexRetriever: it fetches every candidate's text and metadata and rebuilds
+    40 nodes per query, a third of a search at 100k chunks (docs/benchmarks.md). Route filters are done
+    here too: Chroma applies `where` by scanning metadata before its vector search (135 ms against 11 ms
+    unfiltered at 100k chunks), so for a route it asks for more neighbours (`fetches`: growing sizes,
+    tried in turn) and keeps those whose chunk carries the route (`routes_of`, from the manifest). The
+    survivors are exactly the route's nearest chunks, in order; with fewer than `min_hits` of them, the
+    `where` query answers instead.
     """
 
-    def __init__(self, vector_store, routes_of: dict[str, tuple[str, ...]], route: str, fetch: int, keep: int,
-                 fallback: BaseRetriever):
+    def __init__(self, collection, keep: int, route: str | None = None, routes_of: dict | None = None,
+                 fetches: list[int] | None = None, min_hits: int = 0):
         super().__init__()
-        self.vector_store, self.routes_of, self.route = vector_store, routes_of, route
-        self.fetch, self.keep, self.fallback = fetch, keep, fallback
+        self.collection, self.keep, self.route, self.routes_of = collection, keep, route, routes_of or {}
+        self.fetches, self.min_hits = fetches or [], min_hits
+
+    def _nearest(self, embedding, n: int, where: dict | None = None) -> list[tuple[str, float]]:
+        found = self.collection.query(query_embeddings=[embedding], n_results=n, where=where, include=["distances"])
+        return list(zip(found["ids"][0], found["distances"][0]))
 
     def _retrieve(self, query_bundle):
-        from llama_index.core.schema import NodeWithScore
+        from llama_index.core.schema import NodeWithScore, TextNode
 
-        found = self.vector_store.client.query(query_embeddings=[query_bundle.embedding], n_results=self.fetch,
-                                               include=["distances"])
-        kept = [(chunk_id, distance) for chunk_id, distance in zip(found["ids"][0], found["distances"][0])
-                if self.route in self.routes_of.get(chunk_id, ())][:self.keep]
-        if len(kept) < self.keep:
-            return self.fallback.retrieve(query_bundle)
-        nodes = {node.node_id: node for node in self.vector_store.get_nodes(node_ids=[i for i, _ in kept])}
-        # The score ChromaVectorStore gives its own hits, so both paths rank and report alike.
-        return [NodeWithScore(node=nodes[i], score=math.exp(-distance)) for i, distance in kept if i in nodes]
+        embedding = query_bundle.embedding
+        if self.route is None:
+            kept = self._nearest(embedding, self.keep)
+        else:
+            kept = []
+            for fetch in self.fetches:
+                kept = [(i, d) for i, d in self._nearest(embedding, fetch)
+                        if self.route in self.routes_of.get(i, ())][:self.keep]
+                if len(kept) >= self.keep:
+                    break
+            if len(kept) < max(self.min_hits, 1):
+                kept = self._nearest(embedding, self.keep, where={f"route_{self.route}": 1})
+        # exp(-cosine distance): the score ChromaVectorStore gives, so callers convert it the same way.
+        return [NodeWithScore(node=TextNode(id_=chunk_id, text=""), score=math.exp(-distance))
+                for chunk_id, distance in kept]

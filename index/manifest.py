@@ -94,7 +94,9 @@ class Manifest:
     def __init__(self, path: Path):
         self.path = path
         # isolation_level=None: we issue BEGIN ourselves, so each state change is one explicit transaction.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # check_same_thread=False: the chat app opens the index in one worker thread and searches or
+        # ingests from others; SQLite itself serialises access to the connection.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA synchronous = FULL")  # a committed state change survives power loss
         self._migrate()

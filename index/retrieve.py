@@ -16,8 +16,8 @@ Mode = Literal["hybrid", "dense", "sparse"]
 RRF_K = 60  # see docs/benchmarks.md: k in 10..100 changes recall@5 by under a point here
 CANDIDATES = 40  # per retriever, before fusion
 # A route filter on the dense side over-fetches unfiltered candidates (CANDIDATES * 1.5 / the route's share of
-# chunks) and filters them in Python, unless that would mean fetching more than this; rarer routes use Chroma's
-# own `where` filter, which is slow at scale. See RouteFilterRetriever.
+# chunks, then this many if too few carried the route) and filters them in Python; a route too rare for that
+# uses Chroma's own `where` filter, which is slow at scale. See RouteFilterRetriever.
 POST_FILTER_MAX_FETCH = 1000
 
 
@@ -65,12 +65,10 @@ class Retriever:
     def __init__(self, collection, embedder, bm25, rrf_k: float = RRF_K, candidates: int = CANDIDATES,
                  chunk_routes: dict[str, tuple[str, ...]] | None = None):
         """`chunk_routes`: the routes of each ready chunk (Manifest.chunk_routes), for filtering by route."""
-        from llama_index.core import VectorStoreIndex
-
         from index.store import vector_store
 
+        self.collection = collection
         self.vector_store = vector_store(collection)
-        self.index = VectorStoreIndex.from_vector_store(self.vector_store, embed_model=embedder.llama)
         self.embedder = embedder
         self.bm25 = bm25
         self.rrf_k = rrf_k
@@ -90,7 +88,7 @@ class Retriever:
 
         from index.fusion import RankFusionRetriever
 
-        parts = [(name, retriever) for name, retriever in (("dense", self._dense(route)), ("sparse", self._sparse(route)))
+        parts = [(name, retriever) for name, retriever in (("dense", self._dense(route, k)), ("sparse", self._sparse(route)))
                  if mode in (name, "hybrid") and retriever is not None]
         if not parts:
             return []
@@ -100,9 +98,15 @@ class Retriever:
                                      num_queries=1, use_async=False, similarity_top_k=k, rrf_k=self.rrf_k)
         # The embedding is computed here so that it sees a length-capped query while BM25 sees all of it.
         bundle = QueryBundle(query, embedding=self.embedder.embed_query(query) if "dense" in names else None)
+        hits = fusion.retrieve(bundle)
+        # Dense candidates arrive as ids only (DenseIdRetriever): read the text of those that made the cut.
+        missing = [hit.node.node_id for hit in hits if "doc_id" not in hit.node.metadata]
+        stored = {node.node_id: node for node in self.vector_store.get_nodes(node_ids=missing)} if missing else {}
         passages = []
-        for hit in fusion.retrieve(bundle):
+        for hit in hits:
             own = {names[i]: score for i, score in hit.node.metadata.pop("_own_scores").items()}
+            if hit.node.node_id in stored:
+                hit.node = stored[hit.node.node_id]
             dense = own.get("dense")
             passages.append(Passage(
                 node_to_chunk(hit.node), hit.score,
@@ -111,20 +115,17 @@ class Retriever:
                 own.get("sparse", 0.0) if "sparse" in names else None))
         return passages
 
-    def _dense(self, route: str | None):
-        from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
-
-        from index.fusion import RouteFilterRetriever
+    def _dense(self, route: str | None, k: int):
+        from index.fusion import DenseIdRetriever
 
         if route is None:
-            return self.index.as_retriever(similarity_top_k=self.candidates)
-        filtered = self.index.as_retriever(similarity_top_k=self.candidates, filters=MetadataFilters(
-            filters=[MetadataFilter(key=f"route_{route}", value=1)]))
+            return DenseIdRetriever(self.collection, self.candidates)
         share = self.route_counts.get(route, 0) / max(len(self.chunk_routes), 1)
         fetch = math.ceil(self.candidates * 1.5 / share) if share else POST_FILTER_MAX_FETCH + 1
-        if fetch > POST_FILTER_MAX_FETCH:
-            return filtered
-        return RouteFilterRetriever(self.vector_store, self.chunk_routes, route, fetch, self.candidates, filtered)
+        fetches = sorted({fetch, POST_FILTER_MAX_FETCH}) if fetch <= POST_FILTER_MAX_FETCH else []
+        # At least k dense candidates (and a few more for the fusion to weigh) before the slow `where` query.
+        return DenseIdRetriever(self.collection, self.candidates, route, self.chunk_routes, fetches,
+                                min_hits=max(k, self.candidates // 4))
 
     def _sparse(self, route: str | None):
         """A BM25 retriever for `route`, cached: building its filter mask walks the whole corpus."""
