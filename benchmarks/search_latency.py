@@ -169,9 +169,9 @@ def time_parts(kb: KnowledgeBase) -> dict[str, list[float]]:
         tokens = bm25s.tokenize(q, stemmer=bm25.stemmer, show_progress=False)
         bm25.bm25.retrieve(tokens, k=retriever.candidates, show_progress=False)
         marks.append(time.perf_counter())
-        retriever._dense(None, 5).retrieve(QueryBundle(q, embedding=embedding))
+        retriever._dense(None).retrieve(QueryBundle(q, embedding=embedding))
         marks.append(time.perf_counter())
-        retriever._dense(args.route, 5).retrieve(QueryBundle(q, embedding=embedding))
+        retriever._dense(args.route).retrieve(QueryBundle(q, embedding=embedding))
         marks.append(time.perf_counter())
         retriever._sparse(None).retrieve(q)
         marks.append(time.perf_counter())
@@ -251,7 +251,8 @@ p95 = largest["modes_ms"]["hybrid"]["p95"]
 verdict = "MET" if p95 <= args.target_ms else "MISSED"
 print(f"\nTarget hybrid p95 <= {args.target_ms:.0f} ms at {largest['chunks']:,} chunks: {verdict} ({p95:.1f} ms)")
 
-save("search_latency" + ("_reuse" if args.reuse else ""), {"machine": info, "args": vars(args), "index_build": BUILD,
+save("search_latency" + ("_reuse" if args.reuse else ""), {"machine": info,
+    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "index_build": BUILD,
     "query_tokens": summary(query_tokens),
     "target_ms": args.target_ms, "target": verdict,
     "levels": {str(k): v for k, v in results.items()}})

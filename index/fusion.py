@@ -55,15 +55,16 @@ class DenseIdRetriever(BaseRetriever):
     here too: Chroma applies `where` by scanning metadata before its vector search (135 ms against 11 ms
     unfiltered at 100k chunks), so for a route it asks for more neighbours (`fetches`: growing sizes,
     tried in turn) and keeps those whose chunk carries the route (`routes_of`, from the manifest). The
-    survivors are exactly the route's nearest chunks, in order; with fewer than `min_hits` of them, the
-    `where` query answers instead.
+    survivors are exactly the route's nearest chunks, in order, so fewer than `keep` is a shorter list,
+    not a wrong one (the route's other chunks are further away than the largest fetch); only when none
+    survives does the `where` query answer (or when `fetches` is empty: a route too rare to over-fetch).
     """
 
     def __init__(self, collection, keep: int, route: str | None = None, routes_of: dict | None = None,
-                 fetches: list[int] | None = None, min_hits: int = 0):
+                 fetches: list[int] | None = None):
         super().__init__()
         self.collection, self.keep, self.route, self.routes_of = collection, keep, route, routes_of or {}
-        self.fetches, self.min_hits = fetches or [], min_hits
+        self.fetches = fetches or []
 
     def _nearest(self, embedding, n: int, where: dict | None = None) -> list[tuple[str, float]]:
         found = self.collection.query(query_embeddings=[embedding], n_results=n, where=where, include=["distances"])
@@ -82,7 +83,7 @@ class DenseIdRetriever(BaseRetriever):
                         if self.route in self.routes_of.get(i, ())][:self.keep]
                 if len(kept) >= self.keep:
                     break
-            if len(kept) < max(self.min_hits, 1):
+            if not kept:
                 kept = self._nearest(embedding, self.keep, where={f"route_{self.route}": 1})
         # exp(-cosine distance): the score ChromaVectorStore gives, so callers convert it the same way.
         return [NodeWithScore(node=TextNode(id_=chunk_id, text=""), score=math.exp(-distance))

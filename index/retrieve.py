@@ -88,7 +88,7 @@ class Retriever:
 
         from index.fusion import RankFusionRetriever
 
-        parts = [(name, retriever) for name, retriever in (("dense", self._dense(route, k)), ("sparse", self._sparse(route)))
+        parts = [(name, retriever) for name, retriever in (("dense", self._dense(route)), ("sparse", self._sparse(route)))
                  if mode in (name, "hybrid") and retriever is not None]
         if not parts:
             return []
@@ -115,7 +115,7 @@ class Retriever:
                 own.get("sparse", 0.0) if "sparse" in names else None))
         return passages
 
-    def _dense(self, route: str | None, k: int):
+    def _dense(self, route: str | None):
         from index.fusion import DenseIdRetriever
 
         if route is None:
@@ -123,9 +123,7 @@ class Retriever:
         share = self.route_counts.get(route, 0) / max(len(self.chunk_routes), 1)
         fetch = math.ceil(self.candidates * 1.5 / share) if share else POST_FILTER_MAX_FETCH + 1
         fetches = sorted({fetch, POST_FILTER_MAX_FETCH}) if fetch <= POST_FILTER_MAX_FETCH else []
-        # At least k dense candidates (and a few more for the fusion to weigh) before the slow `where` query.
-        return DenseIdRetriever(self.collection, self.candidates, route, self.chunk_routes, fetches,
-                                min_hits=max(k, self.candidates // 4))
+        return DenseIdRetriever(self.collection, self.candidates, route, self.chunk_routes, fetches)
 
     def _sparse(self, route: str | None):
         """A BM25 retriever for `route`, cached: building its filter mask walks the whole corpus."""
