@@ -18,7 +18,7 @@ CANDIDATES = 40  # per retriever, before fusion
 # A route filter on the dense side over-fetches unfiltered candidates (CANDIDATES * 1.5 / the route's share of
 # chunks, then this many if too few carried the route) and filters them in Python; a route too rare for that
 # uses Chroma's own `where` filter, which is slow at scale. See RouteFilterRetriever.
-POST_FILTER_MAX_FETCH = 1000
+POST_FILTER_MAX_FETCH = 3000  # ~20 ms ids-only at 100k chunks, against ~150 ms for `where`
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class ChatScreen(Screen):
                 return
             call(exchange.show_reasoning, self.show_reasoning)
             call(exchange.set_status, "writing…")
-            conversation = app.record("user", question)
+            conversation = call(app.record, "user", question)  # history is touched from the UI thread only
             started, pieces = time.perf_counter(), []
 
             def on_text(phase: str, piece: str) -> None:
@@ -84,8 +84,8 @@ class ChatScreen(Screen):
 
             answer = agent.ask(question, use_rag=app.config.use_rag, k=app.config.k, on_text=on_text, cancel=cancel)
             generate_s = answer.timings.get("generate_s") or (time.perf_counter() - started)
-            tokens = app.count_tokens(answer.reasoning + "".join(pieces)) if pieces else 0
-            app.record("assistant", answer.answer, answer.as_dict(), conversation)
+            tokens = app.count_tokens("".join(pieces)) if pieces else 0
+            call(app.record, "assistant", answer.answer, answer.as_dict(), conversation)
             call(self.finished, exchange, answer.as_dict(), tokens / generate_s if tokens else 0.0, cancel.is_set())
         finally:
             call(self._idle)
