@@ -16,6 +16,7 @@ import click
 
 from assistant.cli import ask, chat, knowledge, route
 from assistant.config import ConfigError, load_config
+from finetune import cli as finetune_cli
 
 EXIT_PARTIAL, EXIT_CONFIG = 1, 3
 
@@ -70,7 +71,18 @@ class _Lazy:
         return self._kb
 
 
+def _resolve_model(model: str, on_status) -> str:
+    """For `finetune`: the packaged Gemma alias or a .gguf file -> a folder in the home's model cache.
+
+    finetune imports nothing of ours (DESIGN.md), so the command line hands it this function.
+    """
+    from assistant.backends.transformers_backend import resolve_model
+
+    return resolve_model(model, click.get_current_context().obj.config.home, on_status)
+
+
 knowledge.register(main)
 ask.register(main)
 route.register(main)
 chat.register(main)
+finetune_cli.register(main, resolve_model=_resolve_model)
