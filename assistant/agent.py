@@ -8,14 +8,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from assistant.backends import GenerationSettings
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks_like_injection, sanitize_passage
-from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, split_reasoning
+from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, close_reasoning, split_reasoning
 
 # Best dense similarity (question vs passage) below which the sources are judged not to cover the
 # question and the agent abstains. benchmarks/abstention_calibration.py on the starter notes: at 0.35
@@ -156,19 +156,14 @@ class Agent:
         return passages
 
     def _generate(self, backend, question, citations, on_text, cancel) -> tuple[str, str]:
-        sources = [SourceText(c.n, f"{c.title} > {c.section}" if c.section else c.title, sanitize_passage(c.text))
-                   for c in citations] if citations else None
+        sources = [source_text(c.n, c.title, c.section, c.text) for c in citations] if citations else None
         prompt = build_prompt(question, sources)
-        settings = self.settings
-        # Reasoning first, within its budget; then the answer is asked for explicitly, so a model
-        # that never closes <think> (the untuned default) still gives an answer.
-        thinking = replace(settings, max_new_tokens=settings.max_think_tokens)
+        thinking, rest = self.settings.phases()
         reasoning = _stream(backend.generate(prompt, thinking, stop=[THINK_CLOSE], cancel=cancel), on_text, "reasoning")
         if cancel is not None and cancel.is_set():
             return split_reasoning(reasoning)[0], ""
         reasoning = split_reasoning(reasoning)[0]
-        rest = replace(settings, max_new_tokens=max(32, settings.max_new_tokens - settings.max_think_tokens))
-        text = _stream(backend.generate(f"{prompt}{reasoning}\n{THINK_CLOSE}\n", rest, cancel=cancel), on_text, "answer")
+        text = _stream(backend.generate(close_reasoning(prompt, reasoning), rest, cancel=cancel), on_text, "answer")
         return reasoning, text.strip()
 
     def _check(self, text: str, citations: list[Citation]) -> tuple[str, list[SentenceCheck]]:
@@ -204,6 +199,11 @@ class Agent:
         chosen = [candidates[i] for i in sorted(order)]
         checks = [SentenceCheck(f"{s} [{n}]", [n], True, "quoted from the source") for n, s in chosen]
         return "From the sources:\n\n" + "\n".join(f"- {c.text}" for c in checks), checks
+
+
+def source_text(n: int, title: str, section: str, text: str) -> SourceText:
+    """A retrieved passage as the model sees it; sanitised, because retrieved text is data, never instructions."""
+    return SourceText(n, f"{title} > {section}" if section else title, sanitize_passage(text))
 
 
 def _keep_valid(match: re.Match, by_number: dict) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.evaluation import read_jsonl  # noqa: F401  (one JSONL reader, shared with the harness)
+
 # The evaluation data is read in place (never copied into the repository); MEDASSIST_DATA overrides.
 DATA = Path(os.environ.get("MEDASSIST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 RESULTS = Path(__file__).parent / "results"
@@ -115,14 +117,3 @@ def save(name: str, payload: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
     return path
-
-
-def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(json.loads(line))
-                if limit and len(rows) >= limit:
-                    break
-    return rows

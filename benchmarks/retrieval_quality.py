@@ -3,7 +3,8 @@
 Each item's contexts (the abstract without its conclusion) are joined into one text file named after the
 pubid, so the indexed text holds neither the question nor the title (the loader makes the file name the
 title: a bare number). Each question is then searched with k=5 chunks; a hit is any chunk of the
-question's own document. Spread: 95% bootstrap intervals over the questions.
+question's own document. Spread: 95% Wilson intervals. The indexing and scoring are the evaluation harness's
+(assistant/evaluation.py, also `medassist eval retrieval`); this script adds the RRF k sweep, latency and the chart.
 
     .venv/bin/python benchmarks/retrieval_quality.py            # all 700 items, ~3 min on 2 cores
     .venv/bin/python benchmarks/retrieval_quality.py --limit 100
@@ -25,12 +26,13 @@ parser.add_argument("--limit", type=int, default=0, help="use only the first N i
 parser.add_argument("--k", type=int, default=5, help="chunks retrieved per question (recall@1 and @k)")
 # 60 is the RRF paper's and llama-index's default, MedRAG uses 100; the sweep brackets both.
 parser.add_argument("--rrf-ks", type=float, nargs="+", default=[10, 30, 60, 100])
-parser.add_argument("--bootstrap", type=int, default=2000, help="resamples for the 95% intervals")
 parser.add_argument("--target", type=float, default=0.95, help="hybrid recall@k target")
 parser.add_argument("--plot", type=Path, default=Path(__file__).parents[1] / "docs" / "img" / "retrieval_quality.png")
 args = parser.parse_args()
 
-from index.embed import Embedder  # noqa: E402  (imported after argparse: --help stays fast)
+# imported after argparse: --help stays fast
+from assistant.evaluation import index_contexts, recall_scores, retrieval_ranks  # noqa: E402
+from index.embed import Embedder  # noqa: E402
 from index.knowledge_base import KnowledgeBase  # noqa: E402
 
 info = machine()
@@ -39,46 +41,23 @@ warn_if_busy(info)
 items = read_jsonl(DATA / "pubmedqa_pqal.jsonl", args.limit or None)
 embedder = Embedder()
 embedder.embed(["warm-up"])  # loading the model is not ingest time
-rng = np.random.default_rng(0)
-
-
-def recall(ranks: list[int | None], at: int) -> dict:
-    """recall@at with its 95% bootstrap interval; `ranks` holds each question's first-hit rank (or None)."""
-    hits = np.array([r is not None and r <= at for r in ranks], dtype=float)
-    boots = hits[rng.integers(0, len(hits), (args.bootstrap, len(hits)))].mean(axis=1)
-    return {"value": round(float(hits.mean()), 4), "ci95": [round(float(np.percentile(boots, q)), 4) for q in (2.5, 97.5)]}
 
 
 def evaluate(kb: KnowledgeBase, mode: str, label: str) -> dict:
-    ranks, times, tops = [], [], []
-    kb.search(items[0]["question"], k=args.k, mode=mode)  # warm-up: opens the index and loads BM25
-    for n, item in enumerate(items, start=1):
-        t = time.perf_counter()
-        passages = kb.search(item["question"], k=args.k, mode=mode)
-        times.append((time.perf_counter() - t) * 1000)
-        tops.append([p.chunk.chunk_id for p in passages])
-        ranks.append(next((i for i, p in enumerate(passages, 1) if item["pubid"] in pubids_of[p.chunk.doc_id]), None))
-        if n % 100 == 0 or n == len(items):
-            print(f"  {label:<18} {n:>4}/{len(items)} questions, recall@{args.k} so far "
-                  f"{np.mean([r is not None for r in ranks]):.3f}", flush=True)
-    return {"ranks": ranks, "tops": tops, "recall@1": recall(ranks, 1), f"recall@{args.k}": recall(ranks, args.k),
-            "mrr": round(float(np.mean([1 / r if r else 0 for r in ranks])), 4), "latency_ms": summary(times)}
+    """The harness's ranks (assistant/evaluation.py, also `medassist eval retrieval`), with latency kept here."""
+    def report(n: int, total: int) -> None:
+        if n % 100 == 0 or n == total:
+            print(f"  {label:<18} {n:>4}/{total} questions", flush=True)
+
+    ranks, times, tops = retrieval_ranks(kb, items, pubids_of, mode, args.k, on_progress=report)
+    return {"ranks": ranks, "tops": tops, **recall_scores(ranks, args.k), "latency_ms": summary(times)}
 
 
 with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
-    docs = Path(tmp) / "pubmedqa"
-    docs.mkdir()
-    for item in items:  # contexts only: the question must not leak into what is indexed
-        (docs / f"{item['pubid']}.txt").write_text("\n\n".join(item["contexts"]), encoding="utf-8")
-    kb = KnowledgeBase(Path(tmp) / "home", embedder=embedder)
     t = time.perf_counter()
-    ingested = kb.ingest([docs], on_result=lambda r: None, on_progress=lambda p: p.chunks_total == 0 and (
+    kb, pubids_of = index_contexts(items, Path(tmp), embedder, on_progress=lambda p: p.chunks_total == 0 and (
         p.files_done % 100 == 0) and print(f"  ingested {p.files_done}/{p.files_total} files", flush=True))
     ingest_s = time.perf_counter() - t
-    pubids_of: dict[str, set[str]] = {}  # doc_id -> pubids (two items with identical contexts share one doc)
-    for r in ingested:
-        assert r.status in ("added", "unchanged"), r
-        pubids_of.setdefault(r.doc_id, set()).add(Path(r.path).stem)
     n_chunks = kb.manifest.count_ready_chunks()
     print(f"indexed {len(items)} items as {len(pubids_of)} documents, {n_chunks} chunks in {ingest_s:.0f} s")
 
@@ -99,7 +78,7 @@ wins = sum(h is not None and s is None for h, s in zip(default["ranks"], methods
 losses = sum(h is None and s is not None for h, s in zip(default["ranks"], methods[best_single]["ranks"]))
 
 print(f"\nRetrieval quality: PubMedQA PQA-L, {len(items)} questions, {n_chunks} chunks; "
-      f"a hit = a chunk of the question's own abstract in the top {args.k}; [95% bootstrap interval]")
+      f"a hit = a chunk of the question's own abstract in the top {args.k}; [95% Wilson interval]")
 print(machine_line(info))
 fmt = lambda r: f"{r['value']:.3f} [{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}]"  # noqa: E731
 print(table(["method", "recall@1", at, "MRR", "search ms p50 (p95)"],
@@ -138,7 +117,7 @@ else:
     ax.set_xticks(np.arange(len(names)), names, rotation=15)
     ax.set_ylim(min(args.target, bottom) - 0.02, 1.005)  # the bars sit near 1: a zero baseline would hide them
     ax.set_ylabel("share of questions (axis does not start at 0)")
-    ax.set_title(f"PubMedQA PQA-L ({len(items)} questions): own abstract retrieved (95% bootstrap CI)")
+    ax.set_title(f"PubMedQA PQA-L ({len(items)} questions): own abstract retrieved (95% Wilson CI)")
     ax.legend(loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout()
     args.plot.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Protocol
 
 
@@ -20,6 +20,13 @@ class GenerationSettings:
     temperature: float = 0.0  # greedy: answers are reproducible and the grounding check is stable
     top_p: float = 0.95
     repetition_penalty: float = 1.15  # small models loop without it
+
+    def phases(self) -> tuple[GenerationSettings, GenerationSettings]:
+        """(reasoning, answer) settings for a two-step generation: reasoning within max_think_tokens, then the
+        answer asked for explicitly with the rest (at least 32 tokens), so a model that never closes <think>
+        (the untuned default) still answers."""
+        return (replace(self, max_new_tokens=self.max_think_tokens),
+                replace(self, max_new_tokens=max(32, self.max_new_tokens - self.max_think_tokens)))
 
 
 class Backend(Protocol):

@@ -14,7 +14,7 @@ import os
 
 import click
 
-from assistant.cli import ask, chat, knowledge, route
+from assistant.cli import ask, chat, evaluate, knowledge, route
 from assistant.config import ConfigError, load_config
 from finetune import cli as finetune_cli
 
@@ -86,3 +86,4 @@ ask.register(main)
 route.register(main)
 chat.register(main)
 finetune_cli.register(main, resolve_model=_resolve_model)
+evaluate.register(main)
