@@ -2,7 +2,8 @@
 early stopping on eval loss, and the loss curve as a PNG.
 
 Each train record: step, loss, lr, grad_norm, tokens_per_s (non-padding tokens over the interval since
-the previous record), peak_mem_gib (CUDA allocator peak on a GPU, peak resident memory on CPU).
+the previous record), peak_mem_gib (CUDA allocator peak on a GPU, peak resident memory on CPU),
+elapsed_s (since training began).
 Each eval record: step, eval_loss.
 """
 
@@ -43,6 +44,7 @@ class MetricsLogger(TrainerCallback):
         self.evals_without_improvement = 0
         self.stopped_early = False
         self._last = (0, time.perf_counter())  # (tokens seen, time) at the previous train record
+        self._started = time.perf_counter()
         self._progress = self._task = None
 
     # -- the progress bar (stderr, only on a terminal, so logs and pipes stay clean)
@@ -55,7 +57,8 @@ class MetricsLogger(TrainerCallback):
                                   console=console, transient=True, disable=not console.is_terminal)
         self._progress.start()
         self._task = self._progress.add_task("train", total=state.max_steps)
-        self._last = (self._last[0], time.perf_counter())
+        self._started = time.perf_counter()
+        self._last = (self._last[0], self._started)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._progress:
@@ -75,7 +78,7 @@ class MetricsLogger(TrainerCallback):
             self._last = (tokens, now)
             record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
                       "grad_norm": logs.get("grad_norm"), "tokens_per_s": round(rate, 1),
-                      "peak_mem_gib": round(peak_memory_gib(), 3)}
+                      "peak_mem_gib": round(peak_memory_gib(), 3), "elapsed_s": round(now - self._started, 3)}
             line = (f"step {record['step']:>5}  loss {record['loss']:.4f}  lr {record['lr'] or 0:.2e}  "
                     f"grad_norm {record['grad_norm'] or 0:.3f}  {rate:,.0f} tok/s  {record['peak_mem_gib']:.2f} GiB")
         elif "eval_loss" in logs:

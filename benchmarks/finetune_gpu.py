@@ -1,0 +1,331 @@
+"""Fine-tuning on a GPU: the seeds' recipe through our recipe code, and its speed at the seeds' scale.
+
+(a) Recipe: the seeds' config (medical_o1_unsloth) with Unsloth on a model folder and a data file;
+    eval loss before and after, then base vs tuned answers on held-out rows (in a fresh process with
+    plain Transformers + PEFT, so Unsloth's patches do not touch the comparison).
+
+    python benchmarks/finetune_gpu.py --model /root/gemma-3-270m --data .gpu/medical_o1_sft_en.jsonl \
+        --out $OUT/finetune_recipe.json [--max-steps 60] [--n 5]
+
+(b) --throughput: DeepSeek-R1-Distill-Llama-8B's shape (Llama 3.1 8B) with random weights, saved once
+    as bf16 safetensors; our Unsloth path (4-bit QLoRA) against a plain Transformers + PEFT + TRL bf16
+    LoRA baseline on the same rows, each in its own process: seq 2048, 2 rows x 4 accumulation.
+    Speed and memory do not depend on the weights' values, so random weights measure the real recipe.
+
+    python benchmarks/finetune_gpu.py --throughput --steps 8 --out $OUT/finetune_throughput.json \
+        [--model-dir /root/llama8b-random] [--variants unsloth,hf]
+
+On the lent GPU machine (../shared/GPU.md): unpack the bundle first and put it on PYTHONPATH; the
+repository need not be installed (this script puts its root on sys.path).
+--dry-run runs either mode on the CPU with a tiny model, in seconds, to check the plumbing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never wait for the Hub
+
+from finetune.config import load_config  # noqa: E402  (after sys.path)
+
+PEAK_BF16_FLOPS = 790e12  # the H200's measured dense bf16 peak (../shared/GPU.md); MFU is against this
+LLAMA_8B = dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                intermediate_size=14336, vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5,
+                max_position_embeddings=8192, tie_word_embeddings=False)
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=128, vocab_size=1024, max_position_embeddings=4096, tie_word_embeddings=False)
+WORDS = ("patient fever cough chest pain hypertension diabetes metformin lisinopril kidney function dose twice "
+         "daily first line treatment diagnosis creatinine sodium potassium troponin sepsis antibiotic").split()
+
+
+def machine() -> dict:
+    import torch
+    import transformers
+
+    info = {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    for name in ("trl", "peft", "unsloth", "bitsandbytes", "datasets"):
+        try:
+            info[name] = __import__("importlib.metadata", fromlist=["version"]).version(name)
+        except Exception:
+            info[name] = None
+    return info
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
+
+
+# ---------------------------------------------------------------- models and data made here
+def build_tokenizer(folder: Path):
+    """A byte-level BPE tokenizer trained in-process (no Hub), with Llama-3-style special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = [" ".join(WORDS)] * 20 + [Path(ROOT / "finetune" / "prompt.py").read_text()]
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=800, special_tokens=special, show_progress=False,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
+                                                       special_tokens=[("<|begin_of_text|>", 0)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=special[0], eos_token=special[1],
+                                   pad_token=special[2])
+    fast.save_pretrained(folder)
+    return fast
+
+
+def build_random_model(folder: Path, shape: dict) -> Path:
+    """A randomly initialised Llama of `shape`, saved once as bf16 safetensors (16 GB for the 8B shape)."""
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(folder)
+    config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    started = time.perf_counter()
+    with torch.device(device):  # initialising 8B parameters is seconds on a GPU, minutes on a CPU
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder, max_shard_size="5GB")
+    print(f"built a random {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B-parameter Llama in {folder} "
+          f"({time.perf_counter() - started:.0f} s)")
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return folder
+
+
+def llama_params(shape: dict) -> int:
+    """Parameter count from the shape: embeddings, untied head, and per layer attention (GQA), MLP, norms."""
+    h, layers, inter, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"], \
+        shape["vocab_size"]
+    kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h
+    return 2 * vocab * h + layers * per_layer + h
+
+
+def synthetic_rows(path: Path, n: int, words: int) -> Path:
+    """Rows whose reasoning is longer than any sequence length used here, so every row fills it exactly."""
+    import random
+
+    rng = random.Random(3407)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(n):
+            reasoning = " ".join(rng.choice(WORDS) for _ in range(words))
+            handle.write(json.dumps({"Question": f"Case {i}: {' '.join(rng.choice(WORDS) for _ in range(12))}?",
+                                     "Complex_CoT": reasoning, "Response": "Metformin."}) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- (b) throughput, one variant per process
+VARIANTS = {
+    # our path: Unsloth, 4-bit QLoRA base, its offloaded gradient checkpointing, 8-bit Adam (the seeds' recipe)
+    "unsloth": {"model.backend": "unsloth", "model.load_in_4bit": "true", "train.gradient_checkpointing": "unsloth"},
+    # the baseline: plain Transformers + PEFT + TRL, bf16 base, Transformers' gradient checkpointing
+    "hf": {"model.backend": "hf", "model.load_in_4bit": "false", "model.dtype": "bfloat16",
+           "train.gradient_checkpointing": "true"},
+}
+
+
+def throughput_child(variant: str, model_dir: str, data: str, steps: int, seq: int, workdir: str,
+                     total_params: int) -> dict:
+    """Setup and train one variant; the numbers from its metrics (the first step, which compiles, left out)."""
+    import torch
+
+    from finetune.recipe import FinetuneRecipe
+
+    cfg = load_config("medical_o1_unsloth", {
+        **VARIANTS[variant], "model.name": model_dir, "data.path": data, "data.eval_rows": "0", "eval.every": "0",
+        "train.max_steps": str(steps), "model.max_seq_length": str(seq), "output.dir": f"{workdir}/{variant}",
+        "output.merged": "false", "output.gguf": "null", "log.every": "1"})
+    recipe = FinetuneRecipe(cfg)
+    started = time.perf_counter()
+    recipe.setup()
+    setup_s = time.perf_counter() - started
+    result = recipe.train()
+    records = [r for r in recipe.logger.records if "loss" in r]
+    step_s = [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(records, records[1:])]  # steps 2..N
+    tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * seq  # every row fills seq (synthetic_rows)
+    median_step = statistics.median(step_s) if step_s else result.runtime_s / max(result.steps, 1)
+    tokens_per_s = tokens_per_step / median_step
+    cuda = torch.cuda.is_available()
+    return {
+        "variant": variant, "backend": result.backend, "precision": result.precision, "optimizer": result.optimizer,
+        "setup_s": round(setup_s, 1), "steps": result.steps, "step_s": [round(s, 3) for s in step_s],
+        "median_step_s": round(median_step, 3), "tokens_per_step": tokens_per_step,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "seconds_for_60_steps": round(60 * median_step, 1),  # steady state; model loading not included
+        "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30 if cuda else result.peak_mem_gib, 2),
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
+        # Model FLOPs: 6 x parameters x tokens (2N forward + 4N backward per token; the usual convention,
+        # although LoRA skips the frozen weights' gradients (nearer 4N) and attention adds
+        # 12 x layers x hidden x seq per token, ~7 % at 2048). Recomputation by checkpointing is not counted.
+        "mfu": round(6 * total_params * tokens_per_s / PEAK_BF16_FLOPS, 4),
+        "losses": [round(r["loss"], 4) for r in records],
+    }
+
+
+def throughput(args) -> dict:
+    import torch
+
+    shape = TINY if args.dry_run else LLAMA_8B
+    seq = 256 if args.dry_run else 2048
+    model_dir = build_random_model(Path(args.model_dir), shape)
+    work = Path(tempfile.mkdtemp(prefix="ft-throughput-"))
+    rows_needed = args.steps * 2 * 4 + 8
+    data = synthetic_rows(work / "rows.jsonl", rows_needed, words=seq * 2)
+    total = llama_params(shape)
+    results = []
+    for variant in args.variants.split(","):
+        if variant == "unsloth" and not torch.cuda.is_available():
+            print("skipping unsloth: it needs a CUDA GPU")
+            continue
+        target = work / f"{variant}.json"
+        code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
+                f"from finetune_gpu import throughput_child as run;"
+                f"json.dump(run({variant!r}, {str(model_dir)!r}, {str(data)!r}, {args.steps}, {seq}, {str(work)!r}, "
+                f"{total}), open({str(target)!r}, 'w'))")
+        print(f"--- {variant}: {args.steps} steps in a fresh process", flush=True)
+        done = subprocess.run([sys.executable, "-c", code])
+        if done.returncode != 0 or not target.exists():
+            results.append({"variant": variant, "error": f"exit code {done.returncode} (output above)"})
+            continue
+        results.append(json.loads(target.read_text()))
+    ok = [r for r in results if "error" not in r]
+    print(f"\nLlama-shaped model, {total / 1e9:.2f}B parameters (random weights), seq {seq}, 2 rows x 4 "
+          f"accumulation = {8 * seq:,} tokens/step, median of steps 2..{args.steps}")
+    print(table(["variant", "precision", "load s", "step s", "tokens/s", "60 steps (s)", "peak alloc GiB", "MFU"],
+                [[r["variant"], r["precision"], r["setup_s"], r["median_step_s"], f"{r['tokens_per_s']:,.0f}",
+                  r["seconds_for_60_steps"], r["peak_allocated_gib"], f"{100 * r['mfu']:.1f} %"] for r in ok]))
+    by = {r["variant"]: r for r in ok}
+    ratio = None
+    if "unsloth" in by and "hf" in by:
+        ratio = round(by["unsloth"]["tokens_per_s"] / by["hf"]["tokens_per_s"], 2)
+        print(f"unsloth / hf: {ratio}x tokens/s, {by['unsloth']['peak_allocated_gib']} vs "
+              f"{by['hf']['peak_allocated_gib']} GiB peak")
+    return {"mode": "throughput", "shape": shape, "params": total, "seq": seq, "steps": args.steps,
+            "peak_flops": PEAK_BF16_FLOPS, "results": results, "speedup_unsloth_over_hf": ratio}
+
+
+# ---------------------------------------------------------------- (a) the recipe, then base vs tuned
+def recipe(args) -> dict:
+    from transformers import AutoTokenizer
+
+    from finetune.prompt import build_prompt
+    from finetune.recipe import run
+
+    model, data = args.model, args.data
+    if args.dry_run:
+        folder = Path(tempfile.mkdtemp(prefix="ft-dry-"))
+        model = str(build_random_model(folder / "model", TINY))
+        data = str(synthetic_rows(folder / "rows.jsonl", 24, words=40))
+    if not model or not data:
+        raise SystemExit("give --model FOLDER and --data FILE (or --dry-run)")
+    # GPU.md: a tokenizer rebuilt differently on the GPU gave wrong ids and no <bos>; show them before training.
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    first_ids = tokenizer(build_prompt("x"))["input_ids"][:6]
+    print(f"tokenizer: first prompt ids {first_ids}, bos {tokenizer.bos_token!r} = {tokenizer.bos_token_id}, "
+          f"{'starts with bos' if first_ids[:1] == [tokenizer.bos_token_id] else 'NO BOS FIRST'}")
+    out = Path(args.workdir or tempfile.mkdtemp(prefix="ft-recipe-")) / "run"
+    overrides = {"model.name": model, "data.path": data, "output.dir": str(out), "train.max_steps": str(args.max_steps),
+                 "model.backend": "hf" if args.dry_run else args.backend, "data.eval_rows": str(args.eval_rows),
+                 "output.merged": "false", "output.gguf": "null", "log.every": str(max(1, args.max_steps // 12))}
+    if args.dry_run:
+        overrides.update({"model.max_seq_length": "256", "data.eval_rows": "4", "eval.every": "1",
+                          "train.optimizer": "adamw_torch"})
+    cfg = load_config("medical_o1_unsloth", overrides)
+    started = time.perf_counter()
+    result, outputs = run(cfg)
+    wall = time.perf_counter() - started
+    compare_json = out / "compare.json"
+    n, new_tokens = (2, 8) if args.dry_run else (args.n, args.max_new_tokens)
+    code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from finetune.evaluate import compare;"
+            f"c = compare({str(out / 'adapter')!r}, n={n}, max_new_tokens={new_tokens});"
+            f"open({str(out / 'compare.md')!r}, 'w').write(c.markdown());"
+            f"json.dump(dict(base_loss=c.base_loss, tuned_loss=c.tuned_loss, questions=[e.question for e in c.examples],"
+            f" base=c.base_answers, tuned=c.tuned_answers), open({str(compare_json)!r}, 'w'))")
+    print("--- base vs tuned on held-out rows (plain Transformers + PEFT, fresh process)", flush=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    compared = json.loads(compare_json.read_text())
+    for i, question in enumerate(compared["questions"], 1):
+        print(f"\n[{i}] {question[:200]}\n  base : {compared['base'][i - 1][:300]!r}\n"
+              f"  tuned: {compared['tuned'][i - 1][:300]!r}")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["step"], round(r["loss"], 4)) for r in records if "loss" in r]
+    print(f"\n{cfg.model.name} on {Path(data).name}: {result.steps} steps, {result.backend} ({result.precision}), "
+          f"{result.runtime_s:.0f} s training, {wall:.0f} s with loading and saving")
+    print(table(["measure", "value"], [
+        ["train loss (step: loss)", ", ".join(f"{s}: {x}" for s, x in losses)],
+        ["eval loss in training (step: loss)", ", ".join(f"{s}: {x:.4f}" for s, x in result.eval_losses)],
+        ["eval loss, compare rows: base / tuned", f"{compared['base_loss']:.4f} / {compared['tuned_loss']:.4f}"],
+        ["tokens/s", f"{result.tokens_per_s:,.0f}"], ["peak memory GiB", f"{result.peak_mem_gib:.2f}"]]))
+    return {"mode": "recipe", "config": cfg.to_dict(), "result": result.__dict__, "losses": losses,
+            "compare": compared, "output_dir": str(out)}
+
+
+def unsloth_first() -> None:
+    """Unsloth patches transformers, peft and trl as it is imported, so it must be imported before them."""
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("unsloth"):
+        import unsloth  # noqa: F401
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--throughput", action="store_true", help="mode (b): Unsloth vs plain TRL at the 8B shape")
+    parser.add_argument("--dry-run", action="store_true", help="a tiny model on the CPU, to check the plumbing")
+    parser.add_argument("--out", help="write the results as JSON here")
+    recipe_args = parser.add_argument_group("(a) recipe")
+    recipe_args.add_argument("--model", help="model folder (e.g. the converted Gemma-3-270M)")
+    recipe_args.add_argument("--data", help="medical-o1 rows as .jsonl")
+    recipe_args.add_argument("--backend", default="auto", choices=["auto", "unsloth", "hf"])
+    recipe_args.add_argument("--max-steps", type=int, default=60)
+    recipe_args.add_argument("--eval-rows", type=int, default=50)
+    recipe_args.add_argument("--n", type=int, default=5, help="held-out questions to answer, base and tuned")
+    recipe_args.add_argument("--max-new-tokens", type=int, default=256)
+    recipe_args.add_argument("--workdir", help="where the run's outputs go (default: a temp dir)")
+    speed = parser.add_argument_group("(b) throughput")
+    speed.add_argument("--steps", type=int, default=8, help="optimizer steps per variant")
+    speed.add_argument("--model-dir", default="/root/llama8b-random", help="the random 8B model, built once here")
+    speed.add_argument("--variants", default="unsloth,hf")
+    args = parser.parse_args()
+    if args.dry_run and args.throughput and args.model_dir == "/root/llama8b-random":
+        args.model_dir = tempfile.mkdtemp(prefix="ft-tiny-llama-")
+    if args.dry_run:
+        args.steps, args.max_steps = min(args.steps, 3), min(args.max_steps, 2)
+    if not args.throughput and not args.dry_run and args.backend != "hf":
+        unsloth_first()  # this process trains (the throughput variants train in their own processes)
+    payload = {"machine": machine(), **(throughput(args) if args.throughput else recipe(args))}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
