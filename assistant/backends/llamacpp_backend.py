@@ -28,6 +28,22 @@ def resolve_gguf(model: str | None, home: Path, on_status: Status | None = None)
     return path
 
 
+_silent_log = None
+
+
+def _silence_llama_cpp_log() -> None:
+    """llama.cpp prints some notices to stderr even with verbose=False, which garbles the chat screen;
+    load failures still raise (as ValueError), so nothing is lost by dropping its log."""
+    global _silent_log
+    if _silent_log is None:
+        import ctypes
+
+        import llama_cpp
+
+        _silent_log = llama_cpp.llama_log_callback(lambda level, text, user_data: None)  # kept: C holds a pointer
+        llama_cpp.llama_log_set(_silent_log, ctypes.c_void_p(0))
+
+
 @register("llamacpp")
 class LlamaCppBackend:
     name = "llamacpp"
@@ -39,6 +55,7 @@ class LlamaCppBackend:
         except ImportError:
             raise BackendError("the llamacpp backend needs llama-cpp-python: install the project with the "
                                "'llamacpp' extra (see README, llama.cpp)") from None
+        _silence_llama_cpp_log()
         gguf = resolve_gguf(model, Path(home) if home else Path.cwd(), on_status)
         if adapter and not (adapter.endswith(".gguf") and Path(adapter).is_file()):
             raise BackendError(f"adapter {adapter}: llama.cpp takes a LoRA adapter as a .gguf file (convert a PEFT "

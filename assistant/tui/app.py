@@ -37,7 +37,7 @@ class MedassistApp(App[None]):
         Binding("f1", "help", "Help"),
         Binding("f2", "settings", "Settings"),
         Binding("f4", "ingest", "Ingest"),
-        Binding("ctrl+q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False),  # listed in F1 help; the footer keeps room for the rest
     ]
 
     def __init__(self, config: Config, keep_history: bool = True):

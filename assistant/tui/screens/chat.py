@@ -35,7 +35,7 @@ class ChatScreen(Screen):
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with VerticalScroll(id="conversation"):
-                yield Static(WELCOME, id="welcome")
+                yield Static(WELCOME, id="welcome", markup=False)  # "[n]" is text, not a markup tag
             yield SourcesPanel(id="sources")
         yield Input(placeholder="Ask a medical question and press Enter", id="question")
         yield StatusBar(id="status")

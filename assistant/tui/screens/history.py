@@ -43,8 +43,8 @@ class HistoryScreen(ModalScreen[int | None]):
                                   id=str(c.id)) for c in conversations])
         if not conversations:
             chats.add_option(Option("No chats yet.", disabled=True))
-        elif highlighted is not None:
-            chats.highlighted = min(highlighted, len(conversations) - 1)
+        else:  # keep the cursor where it was (the first chat at first), so r / d / e act on a visible choice
+            chats.highlighted = min(highlighted or 0, len(conversations) - 1)
         chats.focus()
 
     def _selected(self) -> int | None:
