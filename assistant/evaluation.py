@@ -113,7 +113,7 @@ def sample_items(items: list[MCQItem], limit: int | None = None, seed: int = 0,
 # --- reading the answer ------------------------------------------------------------------------
 
 _MARKUP = re.compile(r"[*_`#]+")  # "**B**", "`C`", "### Answer"
-_EXPLICIT = re.compile(r"(?:answer|correct (?:option|choice))\s*(?:is|would be|[:=-])?\s*(?:option|choice)?\s*"
+_EXPLICIT = re.compile(r"(?:answer(?: to (?:this|the) question)?|correct (?:option|choice))\s*(?:is|would be|[:=-])?\s*(?:option|choice)?\s*"
                        r"[:-]?\s*[(\[]?([A-J])(?![A-Za-z0-9])", re.IGNORECASE)
 _LEADING = re.compile(r"^\s*(?:(?:option|choice)\s+)?[(\[]?([A-J])(?:[)\].:,]|\s*$)", re.IGNORECASE | re.MULTILINE)
 
@@ -123,9 +123,9 @@ def extract_letter(text: str, options: dict[str, str]) -> str | None:
 
     In order: an explicit statement ("Answer: B", "the correct answer is (c)"); a letter opening a line
     ("B. Bladder", "(B)", "**D**"), as long as every line opening with a letter names the same one (an
-    answer that lists the options chooses none); the text of exactly one option, or the one it starts
-    with ("Yes, because ..."). A lower-case letter followed by a word is an article ("the answer is a
-    beta blocker"), not a choice.
+    answer that lists the options chooses none); the text of exactly one option in the first sentence,
+    or the one it starts with ("Yes, because ..."). A lower-case letter followed by a word is an article
+    ("the answer is a beta blocker"), not a choice.
     """
     text = _MARKUP.sub("", text).strip()
     for match in _EXPLICIT.finditer(text):
@@ -133,9 +133,12 @@ def extract_letter(text: str, options: dict[str, str]) -> str | None:
         if letter.upper() in options and not (letter.islower() and re.match(r"\s+[a-z]", text[match.end():])):
             return letter.upper()
     leading = {m.group(1).upper() for m in _LEADING.finditer(text)}
-    if len(leading) == 1 and (letter := leading.pop()) in options:
+    if len(leading) > 1:
+        return None
+    if leading and (letter := leading.pop()) in options:
         return letter
-    return _by_option_text(text, options)
+    # Only the first sentence: a small model rambles, and an option named in passing later is not a choice.
+    return _by_option_text(re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0], options)
 
 
 def _by_option_text(text: str, options: dict[str, str]) -> str | None:
@@ -283,16 +286,20 @@ def ask_mcq(items: list[MCQItem], backend, settings: GenerationSettings, kb=None
             reasonings = [split_reasoning(text)[0] for text in complete(backend, prompts, thinking, [THINK_CLOSE])]
         answers = complete(backend, [close_reasoning(p, r) for p, r in zip(prompts, reasonings)], answering)
         seconds = (time.perf_counter() - began) / len(batch)
-        records = []
-        for item, reasoning, answer, chunk_ids in zip(batch, reasonings, answers, retrieved):
-            predicted, read_from = extract_letter(answer, item.options), "answer"
-            if predicted is None and (match := _last_explicit(reasoning, item.options)):
-                predicted, read_from = match, "reasoning"  # concluded in the reasoning, then trailed off
-            records.append({"dataset": item.dataset, "id": item.id, "gold": item.answer, "predicted": predicted,
-                            "correct": predicted == item.answer, "read_from": read_from if predicted else None,
-                            "n_options": len(item.options), "reasoning": reasoning, "response": answer.strip(),
-                            "retrieved": chunk_ids, "seconds": round(seconds, 3)})
-        yield records
+        yield [score({"dataset": item.dataset, "id": item.id, "gold": item.answer, "n_options": len(item.options),
+                      "reasoning": reasoning, "response": answer.strip(), "retrieved": chunk_ids,
+                      "seconds": round(seconds, 3)}, item)
+               for item, reasoning, answer, chunk_ids in zip(batch, reasonings, answers, retrieved)]
+
+
+def score(record: dict, item: MCQItem) -> dict:
+    """The record with the letter read from its response (or, failing that, a conclusion in its reasoning).
+    Run again on resumed answers, so an improved reader applies to them without asking again."""
+    predicted, read_from = extract_letter(record["response"], item.options), "answer"
+    if predicted is None and (match := _last_explicit(record["reasoning"], item.options)):
+        predicted, read_from = match, "reasoning"  # concluded in the reasoning, then trailed off
+    return {**record, "predicted": predicted, "correct": predicted == item.answer,
+            "read_from": read_from if predicted else None}
 
 
 def _last_explicit(text: str, options: dict[str, str]) -> str | None:
@@ -307,7 +314,10 @@ def run_mcq(items: list[MCQItem], backend, settings: GenerationSettings, out: Pa
     written to `out/summary-<key>.json` and `.md`."""
     log = AnswerLog(out, config.key)
     done = log.done()
-    todo = [item for item in items if (item.dataset, item.id) not in done]
+    # Similar lengths batched together: left padding to a batch's longest prompt is wasted work, and on a
+    # CPU reading the prompt (compute-bound) costs more than generating a short answer.
+    todo = sorted((item for item in items if (item.dataset, item.id) not in done),
+                  key=lambda item: len(format_mcq(item.question, item.options)))
     if on_progress:
         on_progress(len(items) - len(todo), len(items))
     for records in ask_mcq(todo, backend, settings, kb=kb if config.use_rag else None, k=config.k,
@@ -316,7 +326,7 @@ def run_mcq(items: list[MCQItem], backend, settings: GenerationSettings, out: Pa
         done.update({(r["dataset"], r["id"]): r for r in records})
         if on_progress:
             on_progress(sum((i.dataset, i.id) in done for i in items), len(items))
-    records = [done[(item.dataset, item.id)] for item in items]
+    records = [score(done[(item.dataset, item.id)], item) for item in items]
     summary = {"config": {"key": config.key, **asdict(config)}, "items": len(items), "resumed": len(items) - len(todo),
                **summarize(records)}
     folder = Path(out)

@@ -129,10 +129,13 @@ class TransformersBackend:
         tokenizer, stop = self.tokenizer, [s for s in stop or [] if s]
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(self.model.device)
         start = inputs["input_ids"].shape[1]
+        window = max(map(len, stop), default=0) + 2  # tokens: each holds at least one character of a stop string
 
         class StopStrings(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                texts = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+                # Only the newest tokens: decoding whole rows every step would cost more than a GPU step.
+                tail = input_ids[:, max(start, input_ids.shape[1] - window):]
+                texts = tokenizer.batch_decode(tail, skip_special_tokens=True)
                 return torch.tensor([any(s in text for s in stop) for text in texts], device=input_ids.device)
 
         with torch.inference_mode():

@@ -19,6 +19,7 @@ from assistant.backends import GenerationSettings, load_backend
 from assistant.evaluation import (AnswerLog, EvalError, MCQItem, RunConfig, ask_mcq, build_eval_index, extract_letter,
                                   index_contexts, load_mcq, markdown_table, recall_scores, retrieval_ranks, run_mcq,
                                   sample_items, summarize, wilson)
+from index import KnowledgeBase
 
 MEDASSIST = str(Path(sys.executable).parent / "medassist")
 FOUR = {"A": "Bladder", "B": "Kidney", "C": "Ureter", "D": "Urethra"}
@@ -67,6 +68,9 @@ def config(**changes) -> RunConfig:
      {"A": "paralysis of the facial muscles.", "B": "paralysis of the facial muscles and loss of taste."}, "B"),
     ("A. Bladder\nB. Kidney\nC. Ureter\nD. Urethra", FOUR, None),  # echoing the options chooses none
     ("The kidney or the bladder, hard to say.", FOUR, None),
+    ("The bladder is a muscular sac. The kidney filters blood.", FOUR, "A"),
+    ("Urine is made continuously. The ureter carries it.", FOUR, None),  # named in passing, not chosen
+    ("The answer to this question would be C because it is the tube.", FOUR, "C"),
     ("Answer: E", FOUR, None),  # not an option
     ("I am not sure.", FOUR, None),
     ("", FOUR, None),
@@ -228,6 +232,16 @@ def test_interrupted_run_continues_without_asking_again(tiny, tmp_path):
     assert (tmp_path / f"summary-{config().key}.md").read_text().startswith("| dataset |")
 
 
+def test_resumed_answers_are_scored_again(tiny, tmp_path):
+    """answers.jsonl keeps the raw text: a better letter reader applies to old answers without asking again."""
+    item = MCQItem("mmlu", "q0", "Which organ stores urine?", FOUR, "C")
+    stale = {"dataset": "mmlu", "id": "q0", "gold": "C", "n_options": 4, "reasoning": "", "response": "Answer: C",
+             "retrieved": [], "seconds": 1.0, "predicted": None, "correct": False, "read_from": None}
+    AnswerLog(tmp_path, config().key).append([stale])
+    summary = run_mcq([item], tiny, FAST, tmp_path, config())
+    assert summary["resumed"] == 1 and summary["datasets"]["all"]["correct"] == 1
+
+
 def test_configuration_key_covers_what_changes_answers():
     assert config().key == config().key
     for change in [dict(model="other"), dict(adapter="/a"), dict(use_rag=True), dict(k=3), dict(index="x@2")]:
@@ -247,18 +261,25 @@ def test_retrieval_uses_the_question_not_the_options(tiny, make_kb, notes):
     assert chunk.title == "Gout flare"
 
 
-def test_build_eval_index_ingests_medquad_and_openfda_once(make_kb, tmp_path):
-    kb = make_kb()
-    kb.manifest.set_meta("starter_ingested", "skipped by test")  # the starter notes are tested in tests/index
+def test_build_index_command_ingests_medquad_and_openfda_once(tmp_path, embedder):
+    from assistant.cli import main
+
+    home = tmp_path / "eval-home"
+    KnowledgeBase(home).manifest.set_meta("starter_ingested", "skipped by test")  # tested in tests/index
     medquad = tmp_path / "medquad.jsonl"
     medquad.write_text(json.dumps({"question": "What are the symptoms of gout?", "answer": "A painful swollen joint.",
                                    "focus": "Gout", "qtype": "symptoms", "url": "https://example.org/gout"}) + "\n")
     openfda = tmp_path / "labels.jsonl"
     openfda.write_text(json.dumps({"id": "m:i", "drug": "metformin", "section": "Indications and Usage",
                                    "text": "Metformin is indicated for type 2 diabetes mellitus."}) + "\n")
-    assert [r.status for r in build_eval_index(kb, [medquad, openfda])] == ["added", "added"]
-    assert [r.status for r in build_eval_index(kb, [medquad, openfda])] == ["unchanged", "unchanged"]
-    assert {p.chunk.title for p in kb.search("metformin type 2 diabetes", k=2)} >= {"Metformin"}
+    command = ["eval", "build-index", "--home", str(home), "--medquad", str(medquad), "--openfda", str(openfda)]
+    first = CliRunner().invoke(main, command)
+    assert first.exit_code == 0, first.output
+    assert "2 added" in first.stderr and "2 chunks" in first.stderr
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0 and "2 unchanged" in again.stderr
+    kb = KnowledgeBase(home, embedder=embedder)
+    assert [p.chunk.title for p in kb.search("metformin type 2 diabetes", k=1)] == ["Metformin"]
     with pytest.raises(EvalError, match="not found"):
         build_eval_index(kb, [tmp_path / "missing.jsonl"])
 
