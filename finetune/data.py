@@ -31,6 +31,7 @@ class DataReport:
     unreadable: int = 0  # JSONL lines that are not JSON objects
     missing_fields: int = 0  # a question, reasoning or answer absent or empty
     duplicates: int = 0  # the same question again (it would also leak held-out questions into training)
+    beyond_max_rows: int = 0  # usable, but past data.max_rows
     truncated: int = 0  # longer than max_seq_length, cut to it (data.overlong = truncate)
     dropped_overlong: int = 0  # longer than max_seq_length and dropped (overlong = drop, or the prompt alone is too long)
     train: int = 0
@@ -129,7 +130,10 @@ def clean(rows: list[dict], cfg: DataSection, report: DataReport) -> list[Exampl
             continue
         seen.add(key)
         examples.append(Example(*values))
-    return examples[:cfg.max_rows] if cfg.max_rows else examples
+    if cfg.max_rows and len(examples) > cfg.max_rows:
+        report.beyond_max_rows = len(examples) - cfg.max_rows
+        examples = examples[:cfg.max_rows]
+    return examples
 
 
 def _text(value) -> str:

@@ -80,7 +80,7 @@ Rows longer than {cfg.model.max_seq_length} tokens were {'truncated' if cfg.data
 | setting | value |
 |---|---|
 | LoRA | r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, bias={lora.bias}, on {', '.join(lora.target_modules)} |
-| batch | {t.batch_size} rows x {t.grad_accum} accumulation = {rows_per_step} rows/step, up to {rows_per_step * cfg.model.max_seq_length:,} tokens/step |
+| batch | {t.batch_size} x {t.grad_accum} accumulation = {rows_per_step} rows/step, up to {rows_per_step * cfg.model.max_seq_length:,} tokens/step |
 | steps | {t.max_steps} max, warmup {t.warmup_steps}, lr {t.learning_rate:g} ({t.lr_scheduler}), {result.optimizer}, weight decay {t.weight_decay} |
 | loss on | {'reasoning and answer only' if t.completion_only_loss else 'the whole text (prompt included)'} |
 | 4-bit base | {result.quantized} |

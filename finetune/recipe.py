@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,9 +221,9 @@ class FinetuneRecipe:
         self.say(f"Data: {report.summary()}")
         t = cfg.train
         rows_per_step = t.batch_size * t.grad_accum
-        self.say(f"Batch: {t.batch_size} rows x {t.grad_accum} accumulation = {rows_per_step} rows/step "
+        self.say(f"Batch: {t.batch_size} x {t.grad_accum} accumulation = {rows_per_step} rows/step "
                  f"(<= {rows_per_step * cfg.model.max_seq_length:,} tokens); {t.max_steps} steps = "
-                 f"{t.max_steps * rows_per_step / len(train_rows):.1f} epochs of {len(train_rows)} rows")
+                 f"{t.max_steps * rows_per_step / len(train_rows):.2f} epochs of {len(train_rows)} rows")
         return train_rows, eval_rows, heldout, report
 
     def _setup_trainer(self):
@@ -293,7 +294,7 @@ class FinetuneRecipe:
         result = TrainResult(backend=self.backend, device="cuda" if self.cuda else "cpu", precision=precision,
                              optimizer=self.optimizer, quantized=self.quantized)
         started = time.perf_counter()
-        output = self.trainer.train()
+        self.trainer.train()
         result.runtime_s = time.perf_counter() - started
         state = self.trainer.state
         result.steps = state.global_step
@@ -309,9 +310,9 @@ class FinetuneRecipe:
         train_losses = [r["loss"] for r in records if "loss" in r]
         result.train_loss = train_losses[-1] if train_losses else None
         result.eval_losses = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-        tokens = output.metrics.get("num_tokens") or state.log_history[-1].get("num_tokens") or \
-            getattr(self.trainer, "_total_train_tokens", 0)
-        result.tokens_per_s = tokens / max(output.metrics.get("train_runtime", result.runtime_s), 1e-9)
+        # Training speed: the median log interval, so eval pauses and the first step's warm-up do not count.
+        rates = [r["tokens_per_s"] for r in records if "loss" in r]
+        result.tokens_per_s = statistics.median(rates[1:] if len(rates) > 2 else rates) if rates else 0.0
         from finetune.metrics import peak_memory_gib
 
         result.peak_mem_gib = peak_memory_gib()

@@ -40,6 +40,10 @@ def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path):
     assert [e.question for e in examples] == [r["Question"] for r in GOOD]
     assert (report.read, report.unreadable, report.missing_fields, report.duplicates) == (13, 2, 4, 1)
 
+    capped, cfg = DataReport(), DataSection(path=str(path), max_rows=4)
+    assert len(clean(read_rows(cfg, capped), cfg, capped)) == 4 and capped.beyond_max_rows == 2
+    assert "2 beyond max rows" in capped.summary()
+
 
 def test_overlong_rows_are_truncated_or_dropped_by_choice(tokenizer):
     short = Example("Fever cough?", "Chest pain.", "Pneumonia.")
