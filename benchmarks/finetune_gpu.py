@@ -52,16 +52,16 @@ WORDS = ("patient fever cough chest pain hypertension diabetes metformin lisinop
 
 
 def machine() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
-    import transformers
 
     info = {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    for name in ("trl", "peft", "unsloth", "bitsandbytes", "datasets"):
+            "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    for name in ("torch", "transformers", "trl", "peft", "unsloth", "bitsandbytes", "datasets"):
         try:
-            info[name] = __import__("importlib.metadata", fromlist=["version"]).version(name)
-        except Exception:
+            info[name] = version(name)
+        except PackageNotFoundError:
             info[name] = None
     return info
 
