@@ -113,8 +113,9 @@ def sample_items(items: list[MCQItem], limit: int | None = None, seed: int = 0,
 # --- reading the answer ------------------------------------------------------------------------
 
 _MARKUP = re.compile(r"[*_`#]+")  # "**B**", "`C`", "### Answer"
-_EXPLICIT = re.compile(r"(?:answer(?: to (?:this|the) question)?|correct (?:option|choice))\s*(?:is|would be|[:=-])?\s*(?:option|choice)?\s*"
-                       r"[:-]?\s*[(\[]?([A-J])(?![A-Za-z0-9])", re.IGNORECASE)
+_EXPLICIT = re.compile(r"(?:answer(?: to (?:this|the) question)?|correct (?:option|choice))"
+                       r"\s*(?:is|would be|[:=-])?\s*(?:option|choice)?\s*[:-]?\s*[(\[]?([A-J])(?![A-Za-z0-9])",
+                       re.IGNORECASE)
 _LEADING = re.compile(r"^\s*(?:(?:option|choice)\s+)?[(\[]?([A-J])(?:[)\].:,]|\s*$)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -367,7 +368,8 @@ def index_contexts(items: list[dict], folder: Path, embedder=None, on_progress=N
 
 
 def retrieval_ranks(kb, items: list[dict], pubids_of: dict[str, set[str]], mode: str, k: int = 5,
-                    on_progress: Callable[[int, int], None] | None = None) -> tuple[list[int | None], list[float], list[list[str]]]:
+                    on_progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[list[int | None], list[float], list[list[str]]]:
     """For each question: the rank (1-based) of the first chunk of its own context in the top k, or None;
     the search time in ms; and the retrieved chunk ids."""
     kb.search(items[0]["question"], k=k, mode=mode)  # warm-up: opens the index and loads BM25

@@ -139,8 +139,8 @@ class TransformersBackend:
                 return torch.tensor([any(s in text for s in stop) for text in texts], device=input_ids.device)
 
         with torch.inference_mode():
-            output = self.model.generate(**inputs, stopping_criteria=StoppingCriteriaList([StopStrings()] if stop else []),
-                                         **self._decoding(settings))
+            criteria = StoppingCriteriaList([StopStrings()] if stop else [])
+            output = self.model.generate(**inputs, stopping_criteria=criteria, **self._decoding(settings))
         texts = tokenizer.batch_decode(output[:, start:], skip_special_tokens=True)
         return [cut_at_stop(text, stop)[0] for text in texts]
 

@@ -40,7 +40,8 @@ def evaluate():
 
 def _progress(description: str):
     """A progress bar on stderr; without a terminal (a log file), a line every tenth of the way instead."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
@@ -60,7 +61,8 @@ def _progress(description: str):
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Multiple-choice JSONL: MIRAGE's benchmark or MedQA's test file.")
 @click.option("--dataset", "datasets", multiple=True, help="Only this dataset (e.g. medqa); repeat for several.")
-@click.option("--limit", type=click.IntRange(1), help="Only the first N of the seeded order (spread evenly across datasets).")
+@click.option("--limit", type=click.IntRange(1),
+              help="Only the first N of the seeded order (spread evenly across datasets).")
 @click.option("--seed", default=0, show_default=True, help="Shuffles each dataset for --limit.")
 @click.option("--no-rag", is_flag=True, help="Model only: no retrieved passages in the prompt.")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="Passages retrieved per question (default: config k, 5).")
@@ -72,10 +74,12 @@ def _progress(description: str):
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
               help="Questions generated together (transformers; other backends answer one at a time).")
-@click.option("--think-tokens", type=click.IntRange(0), help="Reasoning budget; 0 answers at once (default: config, 160).")
+@click.option("--think-tokens", type=click.IntRange(0),
+              help="Reasoning budget; 0 answers at once (default: config, 160).")
 @click.option("--max-new-tokens", type=click.IntRange(1),
               help="Reasoning + answer budget; the answer gets the rest, at least 32 (default: config, 320).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Answers and summaries folder (default: HOME/evals).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Answers and summaries folder (default: HOME/evals).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model, adapter, base_url, batch_size,
@@ -158,7 +162,8 @@ def build_index(obj, index_home, medquad, openfda):
 @evaluate.command("retrieval")
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False), help="PubMedQA PQA-L JSONL.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N items.")
-@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Chunks retrieved per question.")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Chunks retrieved per question.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def retrieval(data, limit, k, as_json):
     """Does each PubMedQA question find its own abstract? recall@1/@k and MRR for dense, BM25 and hybrid.
