@@ -146,6 +146,8 @@ VARIANTS = {
     # the baseline: plain Transformers + PEFT + TRL, bf16 base, Transformers' gradient checkpointing
     "hf": {"model.backend": "hf", "model.load_in_4bit": "false", "model.dtype": "bfloat16",
            "train.gradient_checkpointing": "true"},
+    # plain QLoRA (Transformers + bitsandbytes 4-bit + PEFT + TRL): the same memory class as ours, without Unsloth
+    "hf-4bit": {"model.backend": "hf", "model.load_in_4bit": "true", "train.gradient_checkpointing": "true"},
 }
 
 

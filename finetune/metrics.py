@@ -43,6 +43,7 @@ class MetricsLogger(TrainerCallback):
         self.best_weights: dict | None = None
         self.evals_without_improvement = 0
         self.stopped_early = False
+        self.tokens_seen = 0  # non-padding training tokens, counted by the trainer (recipe.sft_trainer_class)
         self._last = (0, time.perf_counter())  # (tokens seen, time) at the previous train record
         self._started = time.perf_counter()
         self._progress = self._task = None
@@ -73,7 +74,7 @@ class MetricsLogger(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "loss" in logs:
-            tokens, now = logs.get("num_tokens", 0.0), time.perf_counter()
+            tokens, now = self.tokens_seen, time.perf_counter()
             rate = (tokens - self._last[0]) / max(now - self._last[1], 1e-9)
             self._last = (tokens, now)
             record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),

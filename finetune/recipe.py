@@ -50,12 +50,13 @@ class TrainResult:
     restored_step: int | None = None  # early stopping put back the adapter of this step
 
 
-def sft_trainer_class():
-    """TRL's SFTTrainer, with the model's own loss where TRL's loss kernel cannot run.
+def sft_trainer_class(logger):
+    """TRL's SFTTrainer, with the model's own loss where TRL's loss kernel cannot run, counting tokens for `logger`.
 
     TRL 1.15 computes the SFT loss with a Triton kernel (a fused LM head that never builds the full
     logits). Triton needs a CUDA GPU, so on a CPU the loss comes from Transformers' Trainer instead:
-    full logits and the model's cross-entropy, the same number. Token counts (tokens/s) are kept.
+    full logits and the model's cross-entropy, the same number. Tokens are counted here, not read from
+    TRL's logs: under Unsloth (which replaces SFTTrainer) those logs carry no token count.
     """
     from transformers import Trainer
     from trl import SFTTrainer
@@ -64,11 +65,11 @@ def sft_trainer_class():
 
     class SFTTrainerAnyDevice(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:  # non-padding tokens; padding-free batches (Unsloth) have no mask and no padding
+                mask = inputs.get("attention_mask")
+                logger.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             if has_triton and inputs["input_ids"].is_cuda:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
-                self._total_train_tokens += int(inputs["attention_mask"].sum())
-                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     return SFTTrainerAnyDevice
@@ -277,7 +278,7 @@ class FinetuneRecipe:
         )
         self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.say, cfg.eval.early_stopping_patience,
                                     cfg.eval.early_stopping_min_delta)
-        trainer = sft_trainer_class()(model=self.model, args=args, processing_class=self.tokenizer,
+        trainer = sft_trainer_class(self.logger)(model=self.model, args=args, processing_class=self.tokenizer,
                              train_dataset=Dataset.from_list(self.train_rows),
                              eval_dataset=Dataset.from_list(self.eval_rows) if evaluate else None,
                              callbacks=[self.logger])
