@@ -47,6 +47,20 @@ def read_jsonl(path: Path | str, limit: int | None = None) -> list[dict]:
     return rows
 
 
+def load_pubmedqa(path: Path | str, limit: int | None = None) -> list[dict]:
+    """PubMedQA PQA-L items (`pubid`, `question`, `contexts`), the first `limit` of them."""
+    try:
+        rows = read_jsonl(path, limit)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvalError(f"{path}: cannot read as JSONL ({exc})") from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not {"pubid", "question", "contexts"} <= row.keys():
+            raise EvalError(f"{path}, item {number}: expected pubid, question and contexts (PubMedQA PQA-L)")
+    if not rows:
+        raise EvalError(f"{path}: no items found")
+    return rows
+
+
 @dataclass(frozen=True)
 class MCQItem:
     dataset: str
@@ -321,6 +335,8 @@ def run_mcq(items: list[MCQItem], backend, settings: GenerationSettings, out: Pa
                   key=lambda item: len(format_mcq(item.question, item.options)))
     if on_progress:
         on_progress(len(items) - len(todo), len(items))
+    if kb is not None and config.use_rag and todo:
+        kb.search(todo[0].question, k=config.k)  # opening the index and loading BM25 is not question time
     for records in ask_mcq(todo, backend, settings, kb=kb if config.use_rag else None, k=config.k,
                            batch_size=batch_size):
         log.append(records)

@@ -171,9 +171,9 @@ def retrieval(data, limit, k, as_json):
     Every item's contexts are indexed in a temporary home (the abstract without its conclusion, so
     neither the question nor the title), then each question is searched.
     """
-    from assistant.evaluation import index_contexts, read_jsonl, recall_scores, retrieval_ranks
+    from assistant.evaluation import index_contexts, load_pubmedqa, recall_scores, retrieval_ranks
 
-    items = read_jsonl(data, limit)
+    items = load_pubmedqa(data, limit)
     scores = {}
     with tempfile.TemporaryDirectory(prefix="medassist-eval-") as tmp:
         progress, update = _progress("indexing contexts")

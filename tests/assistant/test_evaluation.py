@@ -380,3 +380,7 @@ def test_eval_retrieval_command(tmp_path):
     assert scores["items"] == 2
     assert {mode: s["recall@1"]["value"] for mode, s in scores["methods"].items()} == \
         {"dense": 1.0, "sparse": 1.0, "hybrid": 1.0}
+    wrong = tmp_path / "mirage.jsonl"
+    wrong.write_text(json.dumps({"question": "Q?", "options": FOUR, "answer": "A"}) + "\n")
+    bad = CliRunner().invoke(main, ["eval", "retrieval", "--data", str(wrong)])
+    assert bad.exit_code == 2 and "item 1: expected pubid, question and contexts" in bad.stderr
