@@ -66,6 +66,7 @@ async def drive(home: Path) -> dict:
     from assistant.config import load_config
     from assistant.tui.app import MedassistApp
     from assistant.tui.widgets.exchange import Exchange
+    from textual import events
 
     app = MedassistApp(load_config(home), keep_history=False)
     first_token, input_latency, tokens_per_s = [], [], []
@@ -84,9 +85,11 @@ async def drive(home: Path) -> dict:
             while app.chat.busy:
                 before = box.value
                 pressed = time.perf_counter()
-                await pilot.press("x")
+                # Posted as the terminal driver posts a key: pilot.press would also wait for the screen to go
+                # idle, which never happens while an answer streams, and so measured its own 2 s timeout.
+                app.post_message(events.Key("x", "x"))
                 while box.value == before:
-                    await pilot.pause(0.001)
+                    await asyncio.sleep(0.001)
                 input_latency.append(time.perf_counter() - pressed)
                 await pilot.pause(0.3)
             box.value = ""
