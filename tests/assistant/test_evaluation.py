@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from assistant.backends import GenerationSettings, load_backend
 from assistant.evaluation import (AnswerLog, EvalError, MCQItem, RunConfig, ask_mcq, build_eval_index, extract_letter,
                                   index_contexts, load_mcq, markdown_table, recall_scores, retrieval_ranks, run_mcq,
-                                  sample_items, summarize, wilson)
+                                  sample_items, score, summarize, wilson)
 from index import KnowledgeBase
 
 MEDASSIST = str(Path(sys.executable).parent / "medassist")
@@ -77,6 +77,15 @@ def config(**changes) -> RunConfig:
 ])
 def test_extract_letter_reads_real_world_answer_formats(text, options, expected):
     assert extract_letter(text, options) == expected
+
+
+def test_a_conclusion_in_the_reasoning_is_used_when_the_answer_has_no_letter():
+    item = MCQItem("mmlu", "1", "Which organ stores urine?", FOUR, "A")
+    record = {"response": "I am not sure.", "reasoning": "Not B or C; the answer is A, surely."}
+    assert score(record, item) | {"response": None, "reasoning": None} == {
+        "response": None, "reasoning": None, "predicted": "A", "correct": True, "read_from": "reasoning"}
+    assert score({**record, "response": "Answer: D"}, item)["read_from"] == "answer"
+    assert score({**record, "reasoning": "thinking..."}, item)["predicted"] is None
 
 
 def test_a_parroted_instruction_is_not_read_as_a_choice():
