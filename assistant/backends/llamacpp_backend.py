@@ -56,7 +56,9 @@ class LlamaCppBackend:
             raise BackendError("the llamacpp backend needs llama-cpp-python: install the project with the "
                                "'llamacpp' extra (see README, llama.cpp)") from None
         _silence_llama_cpp_log()
-        gguf = resolve_gguf(model, Path(home) if home else Path.cwd(), on_status)
+        from assistant.config import default_home
+
+        gguf = resolve_gguf(model, Path(home) if home else default_home(), on_status)
         if adapter and not (adapter.endswith(".gguf") and Path(adapter).is_file()):
             raise BackendError(f"adapter {adapter}: llama.cpp takes a LoRA adapter as a .gguf file (convert a PEFT "
                                "folder with llama.cpp's convert_lora_to_gguf.py)")

@@ -48,7 +48,9 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        home = Path(home) if home else Path.cwd()
+        from assistant.config import default_home
+
+        home = Path(home) if home else default_home()  # never the working directory: that may be a checkout
         location = resolve_model(model, home, on_status)
         if Path(location).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")

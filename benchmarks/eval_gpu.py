@@ -1,0 +1,115 @@
+"""Multiple-choice accuracy of the base model and a fine-tuned adapter, with and without retrieval, on a GPU.
+
+The lent GPU machine has torch and Transformers but no Chroma or llama-index, and the eval index is
+built on the CPU. Retrieval does not depend on the model, so it runs once, here, for every question
+(`--retrieve`), and the GPU run reads the saved passages through a stand-in for the knowledge base.
+Everything else is the harness of `medassist eval mcq` (`assistant/evaluation.py`): the same prompts,
+batched greedy generation, letter reading, Wilson intervals and resumable answers.
+
+    # 1. CPU, with an index built by `medassist eval build-index` (question only, k=5, as MIRAGE)
+    python benchmarks/eval_gpu.py --retrieve --index-home ~/eval-index --out .gpu/retrieved.jsonl.gz \
+        --data ../shared/data/mirage_benchmark.jsonl ../shared/data/medqa_usmle_4opt_test.jsonl
+    # 2. GPU: the four configurations on every question of each file
+    python benchmarks/eval_gpu.py --model /root/gemma-3-270m --adapter /root/adapter \
+        --retrieved .gpu/retrieved.jsonl.gz --data mirage_benchmark.jsonl medqa_usmle_4opt_test.jsonl --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from assistant.evaluation import RunConfig, load_mcq, run_mcq, sample_items  # noqa: E402
+
+
+def retrieve(args) -> None:
+    from assistant.config import load_config
+
+    kb = load_config(args.index_home).knowledge_base()
+    questions = sorted({item.question for path in args.data for item in load_mcq(path)})
+    started = time.perf_counter()
+    with gzip.open(args.out, "wt", encoding="utf-8") as handle:
+        for done, question in enumerate(questions, start=1):
+            passages = [{"chunk_id": p.chunk.chunk_id, "title": p.chunk.title, "section": p.chunk.section,
+                         "text": p.chunk.text} for p in kb.search(question, k=args.k)]
+            handle.write(json.dumps({"question": question, "passages": passages}) + "\n")
+            if done % 500 == 0:
+                print(f"{done}/{len(questions)} questions, {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"wrote {args.out}: {len(questions)} questions, k={args.k}, index {kb.home}@{kb.manifest.generation}")
+
+
+class SavedSearch:
+    """Stands in for the knowledge base: `search(question, k)` returns the passages saved by `--retrieve`."""
+
+    def __init__(self, path: Path):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        self.by_question = {row["question"]: row["passages"] for row in rows}
+        self.version = "saved:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+    def search(self, question: str, k: int = 5):
+        return [SimpleNamespace(chunk=SimpleNamespace(**p)) for p in self.by_question[question][:k]]
+
+
+def evaluate(args) -> None:
+    from assistant.backends.base import GenerationSettings
+    from assistant.backends.transformers_backend import TransformersBackend
+
+    saved = SavedSearch(Path(args.retrieved))
+    # The CPU runs' settings (issue 6 table): greedy, no reasoning step, a 32-token answer.
+    settings = replace(GenerationSettings(), temperature=0.0, max_think_tokens=args.think_tokens,
+                       max_new_tokens=args.max_new_tokens)
+    files = {Path(path).stem: sample_items(load_mcq(path), args.limit) for path in args.data}
+    summaries = []
+    for adapter in [None, args.adapter] if args.adapter else [None]:
+        started = time.perf_counter()
+        backend = TransformersBackend(model=args.model, adapter=adapter, home=args.home)
+        print(f"loaded {args.model} adapter={adapter} in {time.perf_counter() - started:.1f} s", flush=True)
+        for use_rag in (False, True):
+            run = RunConfig(model=backend.model_name, backend=backend.name, adapter=adapter, use_rag=use_rag, k=5,
+                            index=saved.version if use_rag else None, settings=asdict(settings))
+            for name, items in files.items():
+                started = time.perf_counter()
+                summary = run_mcq(items, backend, settings, Path(args.out), run, kb=saved if use_rag else None,
+                                  batch_size=args.batch_size)
+                wall = time.perf_counter() - started
+                summary.update(file=name, wall_s=round(wall, 1), label=f"{'tuned' if adapter else 'base'}"
+                               f"{' + retrieval' if use_rag else ''}")
+                summaries.append(summary)
+                print(f"{summary['label']:<18} {name:<26} {len(items)} questions in {wall:.0f} s, accuracy "
+                      f"{summary['datasets']['all']['accuracy']:.3f}", flush=True)
+                # after each run, so a run cut off by a time limit keeps what it finished
+                Path(args.out, "eval_gpu.json").write_text(json.dumps(summaries, indent=1) + "\n", encoding="utf-8")
+        del backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", required=True, help="multiple-choice JSONL files (MIRAGE / MedQA shape)")
+    parser.add_argument("--retrieve", action="store_true", help="step 1: save the passages for every question")
+    parser.add_argument("--index-home", help="step 1: the eval index's home")
+    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--retrieved", help="step 2: the passages saved by step 1")
+    parser.add_argument("--model", help="step 2: model folder")
+    parser.add_argument("--adapter", help="step 2: PEFT adapter folder")
+    parser.add_argument("--home", default="/tmp/medassist-home", help="step 2: home for the backend")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--think-tokens", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--limit", type=int, help="step 2: only the first N questions of each file (a smoke test)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    retrieve(args) if args.retrieve else evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
