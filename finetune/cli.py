@@ -73,6 +73,12 @@ def train(config_path, model, data, output, max_steps, max_seq_length, backend, 
         cfg = load_config(config_path, overrides)
     except FinetuneError as exc:
         _fail(str(exc))
+    import importlib.util
+
+    missing = [name for name in ("trl", "datasets") if importlib.util.find_spec(name) is None]
+    if missing:
+        _fail(f"training needs {' and '.join(missing)}: pip install 'medassist[train]' ('medassist[gpu]' on a "
+              "CUDA machine, for Unsloth)")
     cfg.model.name = _resolve(cfg.model.name)
 
     from finetune.recipe import run
