@@ -47,7 +47,7 @@ def cold_start(home: Path) -> tuple[float, float]:
     session = f"medassist-bench-{os.getpid()}"
     start = time.perf_counter()
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "45",
-                    f"env MEDASSIST_HOME={home} TERM=xterm-256color {MEDASSIST} chat --no-history"], check=True)
+                    f"env -u COLUMNS -u LINES MEDASSIST_HOME={home} TERM=xterm-256color {MEDASSIST} chat --no-history"], check=True)
     try:
         paint = ready = None
         while ready is None and time.perf_counter() - start < 300:

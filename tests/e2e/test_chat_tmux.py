@@ -46,7 +46,9 @@ def terminal(gemma_models, tmp_path_factory):
     home = tmp_path_factory.mktemp("tmux-home")
     (home / "models").symlink_to(gemma_models)  # the converted default model, shared with the other slow tests
     session = f"medassist-test-{os.getpid()}"
-    command = f"env MEDASSIST_HOME={shlex.quote(str(home))} TERM=xterm-256color {shlex.quote(MEDASSIST)} chat"
+    # COLUMNS/LINES, if an earlier test left them in the environment, would override the pane's size for the app.
+    command = (f"env -u COLUMNS -u LINES MEDASSIST_HOME={shlex.quote(str(home))} TERM=xterm-256color "
+               f"{shlex.quote(MEDASSIST)} chat")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "45", command], check=True)
     terminal = Terminal(session)
     try:
