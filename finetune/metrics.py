@@ -74,7 +74,7 @@ class MetricsLogger(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "loss" in logs:
-            tokens, now = self.tokens_seen, time.perf_counter()
+            tokens, now = int(self.tokens_seen), time.perf_counter()
             rate = (tokens - self._last[0]) / max(now - self._last[1], 1e-9)
             self._last = (tokens, now)
             record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),

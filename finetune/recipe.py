@@ -67,7 +67,8 @@ def sft_trainer_class(logger):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:  # non-padding tokens; padding-free batches (Unsloth) have no mask and no padding
                 mask = inputs.get("attention_mask")
-                logger.tokens_seen += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+                # a tensor sum, read at log time: int() here would make the CPU wait for the GPU every micro-batch
+                logger.tokens_seen += mask.sum() if mask is not None else inputs["input_ids"].numel()
             if has_triton and inputs["input_ids"].is_cuda:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
