@@ -11,9 +11,11 @@
     as bf16 safetensors; our Unsloth path (4-bit QLoRA) against a plain Transformers + PEFT + TRL bf16
     LoRA baseline on the same rows, each in its own process: seq 2048, 2 rows x 4 accumulation.
     Speed and memory do not depend on the weights' values, so random weights measure the real recipe.
+    Rows: synthetic ones that fill the sequence length, or real medical-o1 rows (--rows), tokenized
+    by a tokenizer trained on them (lengths close to a real one's; see build_tokenizer).
 
     python benchmarks/finetune_gpu.py --throughput --steps 8 --out $OUT/finetune_throughput.json \
-        [--model-dir /root/llama8b-random] [--variants unsloth,hf]
+        [--model-dir /root/llama8b-random] [--variants unsloth,unsloth-gc,notebook,hf,hf-4bit] [--rows FILE]
 
 On the lent GPU machine (../shared/GPU.md): unpack the bundle first and put it on PYTHONPATH; the
 repository need not be installed (this script puts its root on sys.path).
@@ -74,18 +76,22 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 # ---------------------------------------------------------------- models and data made here
-def build_tokenizer(folder: Path):
-    """A byte-level BPE tokenizer trained in-process (no Hub), with Llama-3-style special tokens."""
+def build_tokenizer(folder: Path, texts: list[str], vocab_size: int = 32000):
+    """A byte-level BPE tokenizer trained in-process on `texts` (no Hub), with Llama-3-style special tokens.
+
+    Trained on the benchmark's own rows, so that real rows come out at a realistic length: on the
+    1,204 medical-o1 rows it gives 693 tokens per row on average where Gemma-3's tokenizer gives 737.
+    Only lengths matter here: with random weights, which ids the tokens get does not change the speed.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    special = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"]
+    special = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"]  # ids 0, 1, 2: the model's config uses them
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    text = [" ".join(WORDS)] * 20 + [Path(ROOT / "finetune" / "prompt.py").read_text()]
-    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=800, special_tokens=special, show_progress=False,
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
                                                        special_tokens=[("<|begin_of_text|>", 0)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=special[0], eos_token=special[1],
@@ -94,16 +100,24 @@ def build_tokenizer(folder: Path):
     return fast
 
 
+def training_texts(data: Path) -> list[str]:
+    from finetune.prompt import build_training_text
+
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [build_training_text(r["Question"], r["Complex_CoT"], r["Response"], "") for r in rows]
+
+
 def build_random_model(folder: Path, shape: dict) -> Path:
-    """A randomly initialised Llama of `shape`, saved once as bf16 safetensors (16 GB for the 8B shape)."""
+    """A randomly initialised Llama of `shape`, saved once as bf16 safetensors (16 GB for the 8B shape).
+
+    Its tokenizer is written next to it by each run (build_tokenizer), for that run's rows.
+    """
     if (folder / "config.json").exists():
         return folder
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = build_tokenizer(folder)
-    config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
+    config = LlamaConfig(**shape, bos_token_id=0, eos_token_id=1, pad_token_id=2, dtype="bfloat16")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     with torch.device(device):  # initialising 8B parameters is seconds on a GPU, minutes on a CPU
@@ -143,19 +157,42 @@ def synthetic_rows(path: Path, n: int, words: int) -> Path:
 VARIANTS = {
     # our path: Unsloth, 4-bit QLoRA base, its offloaded gradient checkpointing, 8-bit Adam (the seeds' recipe)
     "unsloth": {"model.backend": "unsloth", "model.load_in_4bit": "true", "train.gradient_checkpointing": "unsloth"},
+    # the same with plain (not offloaded) gradient checkpointing: activations stay on the GPU
+    "unsloth-gc": {"model.backend": "unsloth", "model.load_in_4bit": "true", "train.gradient_checkpointing": "true"},
     # the baseline: plain Transformers + PEFT + TRL, bf16 base, Transformers' gradient checkpointing
     "hf": {"model.backend": "hf", "model.load_in_4bit": "false", "model.dtype": "bfloat16",
            "train.gradient_checkpointing": "true"},
     # plain QLoRA (Transformers + bitsandbytes 4-bit + PEFT + TRL): the same memory class as ours, without Unsloth
     "hf-4bit": {"model.backend": "hf", "model.load_in_4bit": "true", "train.gradient_checkpointing": "true"},
+    # "notebook" (see notebook_child): the seeds' Unsloth code as they run it, without our recipe around it
 }
+
+
+def speed(step_times: list[float], step_tokens: list[float], total_params: int) -> dict:
+    """Throughput over steps 2..N (the first compiles and warms up): tokens / seconds, and its MFU.
+
+    MFU counts 6 x parameters FLOPs per token (2N forward + 4N backward, the usual convention; LoRA
+    skips the frozen weights' gradients, about 2N, and checkpointing recomputes the forward, +2N, so
+    the GPU does about as much; attention, ~7 % more at 2048 tokens, is not counted).
+    """
+    tokens_per_s = sum(step_tokens) / sum(step_times)
+    return {"step_s": [round(x, 3) for x in step_times], "median_step_s": round(statistics.median(step_times), 3),
+            "tokens_per_step": round(statistics.mean(step_tokens)), "tokens_per_s": round(tokens_per_s, 1),
+            "seconds_for_60_steps": round(60 * sum(step_times) / len(step_times), 1),  # loading not included
+            "mfu": round(6 * total_params * tokens_per_s / PEAK_BF16_FLOPS, 4)}
+
+
+def memory(fallback_gib: float) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {"peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30 if cuda else fallback_gib, 2),
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None}
 
 
 def throughput_child(variant: str, model_dir: str, data: str, steps: int, seq: int, workdir: str,
                      total_params: int) -> dict:
-    """Setup and train one variant; the numbers from its metrics (the first step, which compiles, left out)."""
-    import torch
-
+    """Setup and train one variant through our recipe; tokens are the recipe's own count of non-padding tokens."""
     from finetune.recipe import FinetuneRecipe
 
     cfg = load_config("medical_o1_unsloth", {
@@ -168,25 +205,57 @@ def throughput_child(variant: str, model_dir: str, data: str, steps: int, seq: i
     setup_s = time.perf_counter() - started
     result = recipe.train()
     records = [r for r in recipe.logger.records if "loss" in r]
-    step_s = [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(records, records[1:])]  # steps 2..N
-    tokens_per_step = cfg.train.batch_size * cfg.train.grad_accum * seq  # every row fills seq (synthetic_rows)
-    median_step = statistics.median(step_s) if step_s else result.runtime_s / max(result.steps, 1)
-    tokens_per_s = tokens_per_step / median_step
-    cuda = torch.cuda.is_available()
-    return {
-        "variant": variant, "backend": result.backend, "precision": result.precision, "optimizer": result.optimizer,
-        "setup_s": round(setup_s, 1), "steps": result.steps, "step_s": [round(s, 3) for s in step_s],
-        "median_step_s": round(median_step, 3), "tokens_per_step": tokens_per_step,
-        "tokens_per_s": round(tokens_per_s, 1),
-        "seconds_for_60_steps": round(60 * median_step, 1),  # steady state; model loading not included
-        "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30 if cuda else result.peak_mem_gib, 2),
-        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
-        # Model FLOPs: 6 x parameters x tokens (2N forward + 4N backward per token; the usual convention,
-        # although LoRA skips the frozen weights' gradients (nearer 4N) and attention adds
-        # 12 x layers x hidden x seq per token, ~7 % at 2048). Recomputation by checkpointing is not counted.
-        "mfu": round(6 * total_params * tokens_per_s / PEAK_BF16_FLOPS, 4),
-        "losses": [round(r["loss"], 4) for r in records],
-    }
+    step_times = [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(records, records[1:])]  # steps 2..N
+    step_tokens = [r["tokens_per_s"] * dt for r, dt in zip(records[1:], step_times)]
+    return {"variant": variant, "backend": result.backend, "precision": result.precision,
+            "optimizer": result.optimizer, "padding_free": bool(getattr(recipe.trainer.args, "padding_free", False)),
+            "setup_s": round(setup_s, 1), "steps": result.steps, **speed(step_times, step_tokens, total_params),
+            "recipe_logged_tokens_per_s": round(result.tokens_per_s, 1), **memory(result.peak_mem_gib),
+            "losses": [round(r["loss"], 4) for r in records]}
+
+
+def notebook_child(model_dir: str, data: str, steps: int, seq: int, workdir: str, total_params: int) -> dict:
+    """The seeds' code path, written out here without our recipe: Unsloth's loader and LoRA, a text column,
+    TRL's SFTTrainer. If our recipe ran slower than this, our wrapping would be losing what Unsloth gives.
+    Only for synthetic rows, which all fill `seq` (nothing here counts padding)."""
+    import unsloth  # noqa: F401  (first, as in the seeds)
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel
+
+    from finetune.prompt import build_training_text
+
+    started = time.perf_counter()
+    model, tokenizer = FastLanguageModel.from_pretrained(model_name=model_dir, max_seq_length=seq, dtype=None,
+                                                         load_in_4bit=True)
+    model = FastLanguageModel.get_peft_model(
+        model, r=16, lora_alpha=16, lora_dropout=0, bias="none", use_gradient_checkpointing="unsloth",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        random_state=3407, use_rslora=False, loftq_config=None)
+    rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
+    texts = [build_training_text(r["Question"], r["Complex_CoT"], r["Response"], tokenizer.eos_token) for r in rows]
+    ends: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=Dataset.from_dict({"text": texts}),
+                         callbacks=[StepClock()], args=SFTConfig(
+                             dataset_text_field="text", max_length=seq, per_device_train_batch_size=2,
+                             gradient_accumulation_steps=4, warmup_steps=5, max_steps=steps, learning_rate=2e-4,
+                             bf16=True, logging_steps=1, optim="adamw_8bit", weight_decay=0.01,
+                             lr_scheduler_type="linear", seed=3407, output_dir=f"{workdir}/notebook",
+                             report_to="none", save_strategy="no"))
+    setup_s = time.perf_counter() - started
+    trainer.train()
+    step_times = [b - a for a, b in zip(ends, ends[1:])]
+    losses = [round(r["loss"], 4) for r in trainer.state.log_history if "loss" in r]
+    return {"variant": "notebook", "backend": "unsloth (seeds' code)", "precision": "4-bit base, bfloat16",
+            "optimizer": "adamw_8bit", "padding_free": bool(getattr(trainer.args, "padding_free", False)),
+            "setup_s": round(setup_s, 1), "steps": trainer.state.global_step,
+            **speed(step_times, [2 * 4 * seq] * len(step_times), total_params), **memory(0.0), "losses": losses}
 
 
 def throughput(args) -> dict:
@@ -196,19 +265,32 @@ def throughput(args) -> dict:
     seq = 256 if args.dry_run else 2048
     model_dir = build_random_model(Path(args.model_dir), shape)
     work = Path(tempfile.mkdtemp(prefix="ft-throughput-"))
-    rows_needed = args.steps * 2 * 4 + 8
-    data = synthetic_rows(work / "rows.jsonl", rows_needed, words=seq * 2)
+    if args.rows:  # real rows: the first steps x 8 of them (plus a few), in file order
+        lines = Path(args.rows).read_text(encoding="utf-8").splitlines()[: args.steps * 8 + 8]
+        data = work / "rows.jsonl"
+        data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        texts = training_texts(Path(args.rows))  # all of them, as build_tokenizer's docstring measured
+    else:  # synthetic rows longer than seq: every row fills it exactly
+        data = synthetic_rows(work / "rows.jsonl", args.steps * 8 + 8, words=seq * 2)
+        texts = [" ".join(WORDS)] * 20 + [Path(ROOT / "finetune" / "prompt.py").read_text()]
+    build_tokenizer(model_dir, texts, vocab_size=min(32000, shape["vocab_size"]))
     total = llama_params(shape)
     results = []
     for variant in args.variants.split(","):
-        if variant == "unsloth" and not torch.cuda.is_available():
-            print("skipping unsloth: it needs a CUDA GPU")
+        if variant not in VARIANTS and variant != "notebook":
+            raise SystemExit(f"unknown variant {variant!r}: choose from {', '.join([*VARIANTS, 'notebook'])}")
+        if variant == "notebook" and args.rows:
+            raise SystemExit("the notebook variant counts tokens as seq x rows: use it without --rows")
+        if (variant.startswith("unsloth") or variant == "notebook") and not torch.cuda.is_available():
+            print(f"skipping {variant}: Unsloth needs a CUDA GPU")
             continue
         target = work / f"{variant}.json"
+        child = (f"notebook_child({str(model_dir)!r}, " if variant == "notebook"
+                 else f"throughput_child({variant!r}, {str(model_dir)!r}, ")
         code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r});"
-                f"from finetune_gpu import throughput_child as run;"
-                f"json.dump(run({variant!r}, {str(model_dir)!r}, {str(data)!r}, {args.steps}, {seq}, {str(work)!r}, "
-                f"{total}), open({str(target)!r}, 'w'))")
+                f"import finetune_gpu as bench;"
+                f"json.dump(bench.{child}{str(data)!r}, {args.steps}, {seq}, {str(work)!r}, {total}), "
+                f"open({str(target)!r}, 'w'))")
         print(f"--- {variant}: {args.steps} steps in a fresh process", flush=True)
         done = subprocess.run([sys.executable, "-c", code])
         if done.returncode != 0 or not target.exists():
@@ -216,19 +298,24 @@ def throughput(args) -> dict:
             continue
         results.append(json.loads(target.read_text()))
     ok = [r for r in results if "error" not in r]
+    rows = f"{Path(args.rows).name} rows" if args.rows else "synthetic rows filling seq"
     print(f"\nLlama-shaped model, {total / 1e9:.2f}B parameters (random weights), seq {seq}, 2 rows x 4 "
-          f"accumulation = {8 * seq:,} tokens/step, median of steps 2..{args.steps}")
-    print(table(["variant", "precision", "load s", "step s", "tokens/s", "60 steps (s)", "peak alloc GiB", "MFU"],
-                [[r["variant"], r["precision"], r["setup_s"], r["median_step_s"], f"{r['tokens_per_s']:,.0f}",
-                  r["seconds_for_60_steps"], r["peak_allocated_gib"], f"{100 * r['mfu']:.1f} %"] for r in ok]))
+          f"accumulation, {rows}; steps 2..{args.steps}")
+    print(table(["variant", "precision", "load s", "step s", "tokens/step", "tokens/s", "60 steps (s)",
+                 "peak alloc GiB", "MFU"],
+                [[r["variant"], r["precision"], r["setup_s"], r["median_step_s"], f"{r['tokens_per_step']:,}",
+                  f"{r['tokens_per_s']:,.0f}", r["seconds_for_60_steps"], r["peak_allocated_gib"],
+                  f"{100 * r['mfu']:.1f} %"] for r in ok]))
     by = {r["variant"]: r for r in ok}
-    ratio = None
-    if "unsloth" in by and "hf" in by:
-        ratio = round(by["unsloth"]["tokens_per_s"] / by["hf"]["tokens_per_s"], 2)
-        print(f"unsloth / hf: {ratio}x tokens/s, {by['unsloth']['peak_allocated_gib']} vs "
-              f"{by['hf']['peak_allocated_gib']} GiB peak")
+    ratios = {f"{a}/hf": round(by[a]["tokens_per_s"] / by["hf"]["tokens_per_s"], 2)
+              for a in by if a != "hf" and "hf" in by}
+    for name, ratio in ratios.items():
+        a = name.split("/")[0]
+        print(f"{name}: {ratio}x tokens/s at {by[a]['peak_allocated_gib'] / by['hf']['peak_allocated_gib']:.0%} "
+              "of the peak memory")
     return {"mode": "throughput", "shape": shape, "params": total, "seq": seq, "steps": args.steps,
-            "peak_flops": PEAK_BF16_FLOPS, "results": results, "speedup_unsloth_over_hf": ratio}
+            "rows": Path(args.rows).name if args.rows else "synthetic", "peak_flops": PEAK_BF16_FLOPS,
+            "results": results, "speedup_over_hf": ratios}
 
 
 # ---------------------------------------------------------------- (a) the recipe, then base vs tuned
@@ -243,6 +330,7 @@ def recipe(args) -> dict:
         folder = Path(tempfile.mkdtemp(prefix="ft-dry-"))
         model = str(build_random_model(folder / "model", TINY))
         data = str(synthetic_rows(folder / "rows.jsonl", 24, words=40))
+        build_tokenizer(Path(model), training_texts(Path(data)), vocab_size=TINY["vocab_size"])
     if not model or not data:
         raise SystemExit("give --model FOLDER and --data FILE (or --dry-run)")
     # GPU.md: a tokenizer rebuilt differently on the GPU gave wrong ids and no <bos>; show them before training.
@@ -311,10 +399,11 @@ def main() -> None:
     recipe_args.add_argument("--n", type=int, default=5, help="held-out questions to answer, base and tuned")
     recipe_args.add_argument("--max-new-tokens", type=int, default=256)
     recipe_args.add_argument("--workdir", help="where the run's outputs go (default: a temp dir)")
-    speed = parser.add_argument_group("(b) throughput")
-    speed.add_argument("--steps", type=int, default=8, help="optimizer steps per variant")
-    speed.add_argument("--model-dir", default="/root/llama8b-random", help="the random 8B model, built once here")
-    speed.add_argument("--variants", default="unsloth,hf")
+    speed_args = parser.add_argument_group("(b) throughput")
+    speed_args.add_argument("--steps", type=int, default=8, help="optimizer steps per variant")
+    speed_args.add_argument("--model-dir", default="/root/llama8b-random", help="the random 8B model, built once here")
+    speed_args.add_argument("--variants", default="unsloth,hf", help=f"comma-separated: {', '.join(VARIANTS)}, notebook")
+    speed_args.add_argument("--rows", help="medical-o1 .jsonl to train on instead of synthetic rows that fill seq")
     args = parser.parse_args()
     if args.dry_run and args.throughput and args.model_dir == "/root/llama8b-random":
         args.model_dir = tempfile.mkdtemp(prefix="ft-tiny-llama-")
