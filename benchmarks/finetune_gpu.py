@@ -159,6 +159,9 @@ VARIANTS = {
     "unsloth": {"model.backend": "unsloth", "model.load_in_4bit": "true", "train.gradient_checkpointing": "unsloth"},
     # the same with plain (not offloaded) gradient checkpointing: activations stay on the GPU
     "unsloth-gc": {"model.backend": "unsloth", "model.load_in_4bit": "true", "train.gradient_checkpointing": "true"},
+    # ours with train.packing: several real rows per 2048-token sequence (only changes anything with --rows)
+    "unsloth-packed": {"model.backend": "unsloth", "model.load_in_4bit": "true",
+                       "train.gradient_checkpointing": "unsloth", "train.packing": "true"},
     # the baseline: plain Transformers + PEFT + TRL, bf16 base, Transformers' gradient checkpointing
     "hf": {"model.backend": "hf", "model.load_in_4bit": "false", "model.dtype": "bfloat16",
            "train.gradient_checkpointing": "true"},
@@ -265,8 +268,9 @@ def throughput(args) -> dict:
     seq = 256 if args.dry_run else 2048
     model_dir = build_random_model(Path(args.model_dir), shape)
     work = Path(tempfile.mkdtemp(prefix="ft-throughput-"))
-    if args.rows:  # real rows: the first steps x 8 of them (plus a few), in file order
-        lines = Path(args.rows).read_text(encoding="utf-8").splitlines()[: args.steps * 8 + 8]
+    if args.rows:  # real rows, in file order: steps x 8 (plus a few), 4x that when a variant packs them
+        packs = any(VARIANTS.get(v, {}).get("train.packing") == "true" for v in args.variants.split(","))
+        lines = Path(args.rows).read_text(encoding="utf-8").splitlines()[: (args.steps * 8 + 8) * (4 if packs else 1)]
         data = work / "rows.jsonl"
         data.write_text("\n".join(lines) + "\n", encoding="utf-8")
         texts = training_texts(Path(args.rows))  # all of them, as build_tokenizer's docstring measured
@@ -306,13 +310,15 @@ def throughput(args) -> dict:
                 [[r["variant"], r["precision"], r["setup_s"], r["median_step_s"], f"{r['tokens_per_step']:,}",
                   f"{r['tokens_per_s']:,.0f}", r["seconds_for_60_steps"], r["peak_allocated_gib"],
                   f"{100 * r['mfu']:.1f} %"] for r in ok]))
-    by = {r["variant"]: r for r in ok}
-    ratios = {f"{a}/hf": round(by[a]["tokens_per_s"] / by["hf"]["tokens_per_s"], 2)
-              for a in by if a != "hf" and "hf" in by}
+    rate, peak = {}, {}  # per variant: mean tokens/s over its runs (a variant may be listed twice), peak memory
+    for r in ok:
+        rate.setdefault(r["variant"], []).append(r["tokens_per_s"])
+        peak[r["variant"]] = r["peak_allocated_gib"]
+    ratios = {f"{a}/hf": round(statistics.mean(rate[a]) / statistics.mean(rate["hf"]), 2)
+              for a in rate if a != "hf" and "hf" in rate}
     for name, ratio in ratios.items():
         a = name.split("/")[0]
-        print(f"{name}: {ratio}x tokens/s at {by[a]['peak_allocated_gib'] / by['hf']['peak_allocated_gib']:.0%} "
-              "of the peak memory")
+        print(f"{name}: {ratio}x tokens/s at {peak[a] / peak['hf']:.0%} of the peak memory")
     return {"mode": "throughput", "shape": shape, "params": total, "seq": seq, "steps": args.steps,
             "rows": Path(args.rows).name if args.rows else "synthetic", "peak_flops": PEAK_BF16_FLOPS,
             "results": results, "speedup_over_hf": ratios}
@@ -375,6 +381,51 @@ def recipe(args) -> dict:
             "compare": compared, "output_dir": str(out)}
 
 
+def chart(target: Path) -> None:
+    """Tokens/s of every throughput run in benchmarks/results (finetune_gpu_throughput*.json): one panel
+    per kind of rows, one dot per run, the bar at the median, peak memory written on the bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = ["hf", "hf-4bit", "notebook", "unsloth", "unsloth-gc", "unsloth-packed"]
+    labels = {"hf": "TRL LoRA\nbf16 (baseline)", "hf-4bit": "TRL QLoRA\n4-bit", "notebook": "seeds' Unsloth\ncode",
+              "unsloth": "ours: Unsloth\nQLoRA", "unsloth-gc": "ours, plain\ncheckpointing",
+              "unsloth-packed": "ours, rows\npacked"}
+    panels: dict[str, dict[str, list[dict]]] = {}
+    for path in sorted((ROOT / "benchmarks" / "results").glob("finetune_gpu_throughput*.json")):
+        payload = json.loads(path.read_text())
+        kind = payload.get("rows", "synthetic")
+        for r in payload["results"]:
+            if "error" not in r:
+                panels.setdefault(kind, {}).setdefault(r["variant"], []).append(r)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), dpi=110, squeeze=False)
+    for ax, (kind, runs) in zip(axes[0], sorted(panels.items(), key=lambda kv: kv[0] != "synthetic")):
+        names = [v for v in order if v in runs]
+        base = statistics.median(r["tokens_per_s"] for r in runs["hf"])
+        for x, name in enumerate(names):
+            rates = [r["tokens_per_s"] for r in runs[name]]
+            mid = statistics.median(rates)
+            ax.bar(x, mid, color="tab:blue" if name.startswith("unsloth") else
+                   "tab:cyan" if name == "notebook" else "tab:gray", alpha=0.8)
+            ax.plot([x] * len(rates), rates, "k.", markersize=5)
+            ax.text(x, mid * 0.5, f"{mid / base:.2f}x\n{runs[name][0]['peak_allocated_gib']:.1f} GiB",
+                    ha="center", color="white", fontsize=8, fontweight="bold")
+        ax.axhline(2 * base, color="tab:red", linestyle="--", linewidth=1)
+        ax.text(len(names) - 0.5, 2 * base, "2x the baseline", color="tab:red", ha="right", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), [labels[n] for n in names], fontsize=8)
+        ax.set_ylabel("training tokens/s (non-padding)")
+        ax.set_title("synthetic rows filling 2,048 tokens" if kind == "synthetic" else
+                     f"real rows ({kind}, about 740 tokens each)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Llama-3.1-8B shape (random weights), LoRA r=16, 2 rows x 4 accumulation, one H200", fontsize=10)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    print(f"wrote {target}")
+
+
 def unsloth_first() -> None:
     """Unsloth patches transformers, peft and trl as it is imported, so it must be imported before them."""
     import importlib.util
@@ -390,6 +441,7 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true", help="mode (b): Unsloth vs plain TRL at the 8B shape")
     parser.add_argument("--dry-run", action="store_true", help="a tiny model on the CPU, to check the plumbing")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--chart", type=Path, help="only draw the throughput results in benchmarks/results here (CPU)")
     recipe_args = parser.add_argument_group("(a) recipe")
     recipe_args.add_argument("--model", help="model folder (e.g. the converted Gemma-3-270M)")
     recipe_args.add_argument("--data", help="medical-o1 rows as .jsonl")
@@ -405,6 +457,8 @@ def main() -> None:
     speed_args.add_argument("--variants", default="unsloth,hf", help=f"comma-separated: {', '.join(VARIANTS)}, notebook")
     speed_args.add_argument("--rows", help="medical-o1 .jsonl to train on instead of synthetic rows that fill seq")
     args = parser.parse_args()
+    if args.chart:
+        return chart(args.chart)
     if args.dry_run and args.throughput and args.model_dir == "/root/llama8b-random":
         args.model_dir = tempfile.mkdtemp(prefix="ft-tiny-llama-")
     if args.dry_run:

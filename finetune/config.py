@@ -67,6 +67,9 @@ class TrainSection:
     seed: int = 3407  # the seeds' seed: data order, LoRA init and the held-out split
     gradient_checkpointing: str = "unsloth"  # "unsloth" (its offloaded variant), "true" (Transformers') or "false"
     completion_only_loss: bool = False  # the seeds learn the whole text; true: only reasoning + answer count
+    # true: several rows share each max_seq_length sequence (TRL's best-fit packing), so a step carries
+    # about max_seq_length / row length times more rows. Unsloth backend only (see FinetuneRecipe.setup).
+    packing: bool = False
 
 
 @dataclass

@@ -103,6 +103,13 @@ class FinetuneRecipe:
     def setup(self) -> None:
         self._setup_output_dir()
         self.backend = choose_backend(self.cfg.model.backend)
+        if self.cfg.train.packing and self.backend != "unsloth":
+            # Packed rows must not see each other. Unsloth's attention splits the sequence at the rows'
+            # boundaries; Transformers' SDPA and eager attention do not (checked: the second of two
+            # packed rows got other logits than alone), so on this backend packing would corrupt training.
+            raise FinetuneError("train.packing needs the unsloth backend (a CUDA GPU with unsloth): with the hf "
+                                "backend, rows packed into one sequence would attend to each other; "
+                                "set train.packing=false")
         self._setup_precision()
         self.model, self.tokenizer = self._setup_model()
         self.train_rows, self.eval_rows, self.heldout, self.report = self._setup_data()
@@ -223,9 +230,16 @@ class FinetuneRecipe:
         self.say(f"Data: {report.summary()}")
         t = cfg.train
         rows_per_step = t.batch_size * t.grad_accum
-        self.say(f"Batch: {t.batch_size} x {t.grad_accum} accumulation = {rows_per_step} rows/step "
-                 f"(<= {rows_per_step * cfg.model.max_seq_length:,} tokens); {t.max_steps} steps = "
-                 f"{t.max_steps * rows_per_step / len(train_rows):.2f} epochs of {len(train_rows)} rows")
+        if t.packing:
+            tokens = sum(len(r["input_ids"]) for r in train_rows)
+            self.say(f"Batch: {t.batch_size} x {t.grad_accum} accumulation = {rows_per_step} sequences/step of "
+                     f"<= {cfg.model.max_seq_length:,} tokens, each packed with several rows; {t.max_steps} steps = "
+                     f"about {t.max_steps * rows_per_step * cfg.model.max_seq_length / tokens:.2f} epochs "
+                     f"of {len(train_rows)} rows")
+        else:
+            self.say(f"Batch: {t.batch_size} x {t.grad_accum} accumulation = {rows_per_step} rows/step "
+                     f"(<= {rows_per_step * cfg.model.max_seq_length:,} tokens); {t.max_steps} steps = "
+                     f"{t.max_steps * rows_per_step / len(train_rows):.2f} epochs of {len(train_rows)} rows")
         return train_rows, eval_rows, heldout, report
 
     def _setup_trainer(self):
@@ -272,7 +286,7 @@ class FinetuneRecipe:
             run_name=self.output_dir.name,
             max_length=cfg.model.max_seq_length,
             completion_only_loss=cfg.train.completion_only_loss,
-            packing=False,
+            packing=cfg.train.packing,
             disable_tqdm=True,  # our progress bar and metric lines replace Transformers' own
             dataloader_pin_memory=self.cuda,
             use_cpu=not self.cuda,
