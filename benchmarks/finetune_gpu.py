@@ -17,6 +17,9 @@
     python benchmarks/finetune_gpu.py --throughput --steps 8 --out $OUT/finetune_throughput.json \
         [--model-dir /root/llama8b-random] [--variants unsloth,unsloth-gc,notebook,hf,hf-4bit] [--rows FILE]
 
+(c) --check-packing: do rows packed into one sequence stay apart (Unsloth on a GPU, SDPA elsewhere)?
+    --chart PNG draws every throughput result in benchmarks/results (on any machine).
+
 On the lent GPU machine (../shared/GPU.md): unpack the bundle first and put it on PYTHONPATH; the
 repository need not be installed (this script puts its root on sys.path).
 --dry-run runs either mode on the CPU with a tiny model, in seconds, to check the plumbing.

@@ -105,8 +105,8 @@ class FinetuneRecipe:
         self.backend = choose_backend(self.cfg.model.backend)
         if self.cfg.train.packing and self.backend != "unsloth":
             # Packed rows must not see each other. Unsloth's attention splits the sequence at the rows'
-            # boundaries; Transformers' SDPA and eager attention do not (checked: the second of two
-            # packed rows got other logits than alone), so on this backend packing would corrupt training.
+            # boundaries; Transformers' SDPA and eager attention do not (benchmarks/finetune_gpu.py
+            # --check-packing), so on this backend packing would corrupt training.
             raise FinetuneError("train.packing needs the unsloth backend (a CUDA GPU with unsloth): with the hf "
                                 "backend, rows packed into one sequence would attend to each other; "
                                 "set train.packing=false")
