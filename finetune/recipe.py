@@ -101,7 +101,6 @@ class FinetuneRecipe:
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        self._setup_output_dir()
         self.backend = choose_backend(self.cfg.model.backend)
         if self.cfg.train.packing and self.backend != "unsloth":
             # Packed rows must not see each other. Unsloth's attention splits the sequence at the rows'
@@ -110,6 +109,7 @@ class FinetuneRecipe:
             raise FinetuneError("train.packing needs the unsloth backend (a CUDA GPU with unsloth): with the hf "
                                 "backend, rows packed into one sequence would attend to each other; "
                                 "set train.packing=false")
+        self._setup_output_dir()
         self._setup_precision()
         self.model, self.tokenizer = self._setup_model()
         self.train_rows, self.eval_rows, self.heldout, self.report = self._setup_data()

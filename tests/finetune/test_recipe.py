@@ -96,7 +96,6 @@ def test_two_step_run_through_the_cli_logs_finite_metrics_and_writes_every_outpu
     assert again.exit_code == 3 and "already holds a fine-tuned adapter" in again.stderr
 
 
-
 def test_packing_is_refused_where_packed_rows_would_attend_to_each_other(tiny_model, tmp_path):
     args = ["finetune", "train", "--config", "gemma3_270m_cpu", "--model", str(tiny_model),
             "--data", str(write_rows(tmp_path / "rows.jsonl")), "--output", str(tmp_path / "run"),
@@ -104,7 +103,8 @@ def test_packing_is_refused_where_packed_rows_would_attend_to_each_other(tiny_mo
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 3
     assert "train.packing needs the unsloth backend" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before any training
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
 
 def test_loss_falls_over_30_steps_on_memorisable_rows(trained):
     losses = [r["loss"] for r in read_metrics(trained.out / "metrics.jsonl") if "loss" in r]
