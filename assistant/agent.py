@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from assistant.backends import GenerationSettings
-from assistant.grounding import GroundingChecker, split_sentences
+from assistant.grounding import GroundingChecker, quotable_sentences, split_sentences
 from assistant.router import Router
 from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks_like_injection, sanitize_passage
 from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, close_reasoning, split_reasoning
@@ -185,7 +185,7 @@ class Agent:
         """The most relevant source sentences, quoted with their numbers: always supported by construction."""
         import numpy as np
 
-        candidates = [(c.n, s) for c in citations for s in split_sentences(c.text)
+        candidates = [(c.n, s) for c in citations for s in quotable_sentences(c.text)
                       if len(s.split()) >= 5 and not looks_like_injection(s)]
         if not candidates:
             return "The retrieved sources contain no sentence that answers this.", []

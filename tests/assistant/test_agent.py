@@ -60,6 +60,20 @@ def test_weak_generation_falls_back_to_quoted_sources(kb):
     assert "Colchicine 500 micrograms" in answer.answer
 
 
+def test_extractive_quotes_carry_their_list_lead_in_and_never_quote_it_alone(make_kb, tmp_path):
+    kb = make_kb()
+    kb.ingest([write_note(tmp_path / "n", "cap.md", "Community-acquired pneumonia", "diagnosis", {
+        "Hospital tests": "For moderate or high severity pneumonia in hospital:\n\n"
+                          "- Blood cultures and sputum culture are sent.\n"
+                          "- Urinary pneumococcal and Legionella antigens are tested."})])
+    answer = Agent(kb, lambda: ScriptedBackend("", "Pneumonia is a kind of fish [1].")).ask(
+        "Which tests are sent in moderate or high severity pneumonia?")
+    assert answer.mode == "extractive"
+    quotes = [s.text for s in answer.sentences]
+    assert quotes and not any(q.split(" [")[0].endswith(":") for q in quotes)
+    assert "For moderate or high severity pneumonia in hospital: Blood cultures and sputum culture are sent. [1]" in quotes
+
+
 def test_off_topic_question_abstains_without_calling_the_model(kb):
     answer = Agent(kb, lambda: pytest.fail("the model must not be loaded")).ask(
         "What is the best way to tune a guitar string?")
