@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never wait for the Hub
 
+from common import read_jsonl, table  # noqa: E402  (benchmarks/, where this script lives, is on sys.path)
 from finetune.config import load_config  # noqa: E402  (after sys.path)
 
 PEAK_BF16_FLOPS = 790e12  # the H200's measured dense bf16 peak (../shared/GPU.md); MFU is against this
@@ -71,13 +72,6 @@ def machine() -> dict:
     return info
 
 
-def table(headers: list[str], rows: list[list]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
-    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
-
-
 # ---------------------------------------------------------------- models and data made here
 def build_tokenizer(folder: Path, texts: list[str], vocab_size: int = 32000):
     """A byte-level BPE tokenizer trained in-process on `texts` (no Hub), with Llama-3-style special tokens.
@@ -103,11 +97,11 @@ def build_tokenizer(folder: Path, texts: list[str], vocab_size: int = 32000):
     return fast
 
 
-def training_texts(data: Path) -> list[str]:
+def training_texts(data: Path, eos_token: str = "") -> list[str]:
+    """The medical-o1 rows of a .jsonl file as finetune.prompt's training texts."""
     from finetune.prompt import build_training_text
 
-    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [build_training_text(r["Question"], r["Complex_CoT"], r["Response"], "") for r in rows]
+    return [build_training_text(r["Question"], r["Complex_CoT"], r["Response"], eos_token) for r in read_jsonl(data)]
 
 
 def build_random_model(folder: Path, shape: dict) -> Path:
@@ -230,8 +224,6 @@ def notebook_child(model_dir: str, data: str, steps: int, seq: int, workdir: str
     from trl import SFTConfig, SFTTrainer
     from unsloth import FastLanguageModel
 
-    from finetune.prompt import build_training_text
-
     started = time.perf_counter()
     model, tokenizer = FastLanguageModel.from_pretrained(model_name=model_dir, max_seq_length=seq, dtype=None,
                                                          load_in_4bit=True)
@@ -239,8 +231,7 @@ def notebook_child(model_dir: str, data: str, steps: int, seq: int, workdir: str
         model, r=16, lora_alpha=16, lora_dropout=0, bias="none", use_gradient_checkpointing="unsloth",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         random_state=3407, use_rslora=False, loftq_config=None)
-    rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
-    texts = [build_training_text(r["Question"], r["Complex_CoT"], r["Response"], tokenizer.eos_token) for r in rows]
+    texts = training_texts(Path(data), tokenizer.eos_token)
     ends: list[float] = []
 
     class StepClock(TrainerCallback):
@@ -375,6 +366,7 @@ def packing_check() -> dict:
 def recipe(args) -> dict:
     from transformers import AutoTokenizer
 
+    from finetune.metrics import read_metrics
     from finetune.prompt import build_prompt
     from finetune.recipe import run
 
@@ -415,7 +407,7 @@ def recipe(args) -> dict:
     for i, question in enumerate(compared["questions"], 1):
         print(f"\n[{i}] {question[:200]}\n  base : {compared['base'][i - 1][:300]!r}\n"
               f"  tuned: {compared['tuned'][i - 1][:300]!r}")
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(out / "metrics.jsonl")
     losses = [(r["step"], round(r["loss"], 4)) for r in records if "loss" in r]
     print(f"\n{cfg.model.name} on {Path(data).name}: {result.steps} steps, {result.backend} ({result.precision}), "
           f"{result.runtime_s:.0f} s training, {wall:.0f} s with loading and saving")
