@@ -60,8 +60,13 @@ class MedassistApp(App[None]):
         self.load_services()
 
     # --- services -------------------------------------------------------------------------------
-    def set_status(self, text: str) -> None:
-        self.chat.query_one(StatusBar).state = text
+    def set_status(self, text: str, model: str | None = None) -> None:
+        """The loading state in the status bar (and the model's name once loaded). The loader thread calls
+        this until it is done; if the app quits first, the chat screen and its bar are gone: nothing to show."""
+        for bar in self.chat.query(StatusBar):
+            bar.state = text
+            if model:
+                bar.model = model
 
     @work(thread=True, group="load", exclusive=True)
     def load_services(self) -> None:
@@ -90,8 +95,7 @@ class MedassistApp(App[None]):
             self.agent = Agent(self.kb, (lambda: backend) if backend else None, k=self.config.k,
                                settings=self.config.generation_settings())
             if backend:
-                call(self.set_status, "ready")
-                call(setattr, self.chat.query_one(StatusBar), "model", f"{backend.model_name} ({backend.name})")
+                call(self.set_status, "ready", f"{backend.model_name} ({backend.name})")
             else:
                 call(self.set_status, f"no model ({self.load_error}); answers quote the sources")
         except (StoreError, ConfigError, OSError) as exc:
@@ -227,8 +231,8 @@ class MedassistApp(App[None]):
         if progress:
             self.ingest_progress = progress
             self.set_status(f"ingesting: {progress[0]}/{progress[1]} files")
-        elif line and line.startswith("done:"):
-            self.set_status("ready" if self.agent else self.chat.query_one(StatusBar).state)
+        elif line and line.startswith("done:") and self.agent:
+            self.set_status("ready")  # without an agent the bar keeps saying why
         for screen in self.screen_stack:
             if isinstance(screen, IngestScreen):
                 screen.refresh_from_app()

@@ -3,6 +3,7 @@ notes, and the tiny random model (answers are mostly extractive with it; the mec
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 import tomllib
@@ -81,6 +82,16 @@ async def test_typed_question_gets_a_cited_answer_and_the_sources_panel(home, ti
             answer["citations"][1]["title"] in passage
         status = app.chat.query_one("StatusBar")
         assert status.state == "ready" and "transformers" in status.model and status.tokens_per_s > 0
+
+
+async def test_the_loader_can_outlive_the_chat_screen(home, tiny_model):
+    """Quitting while the model loads takes the chat screen away while the loader still reports progress."""
+    app = make_app(home, tiny_model)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.pop_screen()
+        agent = await asyncio.to_thread(app.wait_for_agent, lambda text: None)
+        await pilot.pause()
+        assert agent is not None and app.load_error == ""
 
 
 async def test_reasoning_is_hidden_until_ctrl_r(home, tiny_model):
