@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from assistant.backends import GenerationSettings
-from assistant.grounding import GroundingChecker, quotable_sentences, split_sentences
+from assistant.evidence import EvidenceReader
+from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks_like_injection, sanitize_passage
 from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, close_reasoning, split_reasoning
@@ -21,7 +22,10 @@ from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, close_reasoni
 # question and the agent abstains. benchmarks/abstention_calibration.py on the starter notes: at 0.35
 # all 30 off-topic questions abstain and 90% of 193 medical questions are answered.
 MIN_RELEVANCE = 0.35
-EXTRACTIVE_SENTENCES = 3
+# The route is a preference, not a wall: passages of the question's route get this much added to their
+# dense similarity when the routed and unfiltered searches are merged, so a misrouted question ("adult
+# anaphylaxis: which drug, dose and route?" routed to medication) still reaches the note that answers it.
+ROUTE_PREFERENCE = 0.05
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -58,6 +62,7 @@ class Answer:
     abstained: bool = False
     abstain_reason: str = ""
     mode: str = "generated"  # generated | extractive | unsourced | abstained
+    generated: list[SentenceCheck] = field(default_factory=list)  # every sentence the model wrote, checked
     safety: dict = field(default_factory=dict)
     model: str = ""
     backend: str = ""
@@ -77,6 +82,7 @@ class Agent:
         self.settings = settings or GenerationSettings()
         self.router = Router(kb.embedder)
         self.checker = GroundingChecker(kb.embedder)
+        self.reader = EvidenceReader(kb.embedder)
 
     @property
     def backend(self):
@@ -85,10 +91,15 @@ class Agent:
         return self._backend
 
     def ask(self, question: str, route: str | None = None, use_rag: bool = True, k: int | None = None,
-            on_text: Callable[[str, str], None] | None = None, cancel: threading.Event | None = None) -> Answer:
-        """Route, retrieve, generate and check. `on_text(phase, piece)` receives the generated text as it
-        streams, phase "reasoning" then "answer"; `cancel` ends generation early (the answer is then checked
-        as far as it got)."""
+            on_text: Callable[[str, str], None] | None = None, cancel: threading.Event | None = None,
+            on_evidence: Callable[[Answer], None] | None = None) -> Answer:
+        """Route, retrieve, read the evidence, generate and check.
+
+        Evidence first: the quoted evidence answer is complete before the model starts, and is handed to
+        `on_evidence` (the chat shows it, `ask` prints it) while the model writes. `on_text(phase, piece)`
+        then receives the generated text as it streams, phase "reasoning" then "answer"; `cancel` ends
+        generation early. The model's answer replaces the evidence only with the sentences that pass the
+        citation check; when none pass, the evidence answer stands."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         flags = find_red_flags(question)
@@ -118,6 +129,13 @@ class Agent:
                 answer.citations = []
                 answer.timings = _rounded(timings, start)
                 return answer
+            t = time.perf_counter()
+            answer.mode = "extractive"
+            answer.answer, answer.sentences = self._evidence(question, answer.citations)
+            timings["evidence_s"] = time.perf_counter() - t
+            answer.timings = _rounded(timings, start)
+            if on_evidence:
+                on_evidence(answer)
 
         backend = self.backend
         if backend is not None:
@@ -136,24 +154,31 @@ class Agent:
             return answer
 
         t = time.perf_counter()
-        answer.answer, answer.sentences = self._check(text, answer.citations)
-        if not any(s.supported for s in answer.sentences):
-            answer.mode = "extractive"
-            answer.answer, answer.sentences = self._extractive(question, answer.citations)
+        checked = self._check(text, answer.citations)
+        answer.generated = checked
+        supported = [s for s in checked if s.supported]
+        # Half or more of the model's sentences must pass, or its answer is not trusted at all; those
+        # that pass replace the quotes, and the rest are dropped (kept, checked, in `generated`).
+        if supported and len(supported) * 2 >= len(checked):
+            answer.mode = "generated"
+            answer.answer, answer.sentences = " ".join(s.text for s in supported), supported
         timings["check_s"] = time.perf_counter() - t
         answer.timings = _rounded(timings, start)
         return answer
 
     # --- steps ----------------------------------------------------------------------------------
     def _retrieve(self, question: str, route: str, k: int):
-        """The route's own sources first; widened to all sources when they are thin."""
-        passages = self.kb.search(question, k=k, route=route if route != "general" else None)
-        thin = len(passages) < k or max((p.dense_score or 0.0 for p in passages), default=0.0) < MIN_RELEVANCE
-        if thin and route != "general":
+        """The route's sources preferred, never required: the routed and the unfiltered searches are merged
+        by dense similarity, the route's passages given ROUTE_PREFERENCE extra."""
+        passages = self.kb.search(question, k=k)
+        if route != "general":
             seen = {p.chunk.chunk_id for p in passages}
-            passages += [p for p in self.kb.search(question, k=k) if p.chunk.chunk_id not in seen]
-            passages = sorted(passages, key=lambda p: p.dense_score or 0.0, reverse=True)[:k]
-        return passages
+            passages += [p for p in self.kb.search(question, k=k, route=route) if p.chunk.chunk_id not in seen]
+
+        def preferred(passage) -> float:
+            return (passage.dense_score or 0.0) + (ROUTE_PREFERENCE if route in passage.chunk.routes else 0.0)
+
+        return sorted(passages, key=preferred, reverse=True)[:k]
 
     def _generate(self, backend, question, citations, on_text, cancel) -> tuple[str, str]:
         sources = [source_text(c.n, c.title, c.section, c.text) for c in citations] if citations else None
@@ -166,10 +191,10 @@ class Agent:
         text = _stream(backend.generate(close_reasoning(prompt, reasoning), rest, cancel=cancel), on_text, "answer")
         return reasoning, text.strip()
 
-    def _check(self, text: str, citations: list[Citation]) -> tuple[str, list[SentenceCheck]]:
-        """Keep valid [n] markers, check each sentence against what it cites, mark the unsupported."""
+    def _check(self, text: str, citations: list[Citation]) -> list[SentenceCheck]:
+        """Each generated sentence with its valid [n] markers, checked against what it cites."""
         by_number = {c.n: c for c in citations}
-        checks, lines = [], []
+        checks = []
         for sentence in split_sentences(text):
             cited = sorted({int(n) for group in _CITATION.findall(sentence) for n in group.split(",")} & set(by_number))
             plain = _CITATION.sub(lambda m: _keep_valid(m, by_number), sentence).strip()
@@ -178,27 +203,17 @@ class Agent:
             else:
                 support = self.checker.check(_CITATION.sub("", plain), [by_number[n].text for n in cited])
                 checks.append(SentenceCheck(plain, cited, support.supported, support.reason))
-            lines.append(plain if checks[-1].supported else f"{plain} *[unsupported: {checks[-1].reason}]*")
-        return " ".join(lines), checks
+        return checks
 
-    def _extractive(self, question: str, citations: list[Citation]) -> tuple[str, list[SentenceCheck]]:
-        """The most relevant source sentences, quoted with their numbers: always supported by construction."""
-        import numpy as np
-
-        candidates = [(c.n, s) for c in citations for s in quotable_sentences(c.text)
-                      if len(s.split()) >= 5 and not looks_like_injection(s)]
-        if not candidates:
+    def _evidence(self, question: str, citations: list[Citation]) -> tuple[str, list[SentenceCheck]]:
+        """The evidence reader's quotes, each under what it is about: supported by construction."""
+        quotes = self.reader.read(question, [(c.n, c.title, c.section, c.text) for c in citations],
+                                  skip=looks_like_injection)
+        if not quotes:
             return "The retrieved sources contain no sentence that answers this.", []
-        # A sentence is scored with its section heading in front: "an ACE inhibitor or an ARB" only
-        # answers "first-line treatment?" because it sits under "Choosing the first drug".
-        headings = {c.n: f"{c.title} > {c.section}: " if c.section else f"{c.title}: " for c in citations}
-        texts = [headings[n] + s for n, s in candidates]
-        vectors = np.asarray(self.kb.embedder.embed([question, *texts]), dtype=np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        order = np.argsort(-(vectors[1:] @ vectors[0]))[:EXTRACTIVE_SENTENCES]
-        chosen = [candidates[i] for i in sorted(order)]
-        checks = [SentenceCheck(f"{s} [{n}]", [n], True, "quoted from the source") for n, s in chosen]
-        return "From the sources:\n\n" + "\n".join(f"- {c.text}" for c in checks), checks
+        checks = [SentenceCheck(f"{q.about}: {q.text} [{q.n}]", [q.n], True, "quoted from the source") for q in quotes]
+        lines = [f"- **{q.about}:** {q.text} [{q.n}]" for q in quotes]
+        return "From the sources:\n\n" + "\n".join(lines), checks
 
 
 def source_text(n: int, title: str, section: str, text: str) -> SourceText:

@@ -36,18 +36,23 @@ def kb(make_kb, notes):
     return kb
 
 
-def test_cited_supported_sentence_is_kept_and_bad_numbers_are_dropped(kb):
+def test_supported_sentences_replace_the_evidence_and_unsupported_ones_are_dropped(kb):
     backend = ScriptedBackend("Lithium interacts with diuretics.",
                               "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels [1]. "
                               "Lithium is safe with any painkiller [9].")
-    answer = Agent(kb, lambda: backend).ask("What raises lithium levels?")
+    shown = []
+    answer = Agent(kb, lambda: backend).ask("What raises lithium levels?", on_evidence=lambda a: shown.append(
+        (a.mode, a.answer, len(backend.prompts))))
     assert answer.route == "medication" and not answer.abstained
     assert answer.reasoning == "Lithium interacts with diuretics."
-    first, second = answer.sentences
+    # Evidence first: the quoted answer was complete before the model was asked anything.
+    assert shown and shown[0][0] == "extractive" and "From the sources" in shown[0][1] and shown[0][2] == 0
+    first, second = answer.generated
     assert first.supported and first.citations == [1]
     assert answer.citations[0].title == "Lithium monitoring"
     assert not second.supported and second.citations == []  # [9] named no passage and was removed
-    assert "[9]" not in answer.answer and "*[unsupported" in answer.answer
+    assert answer.sentences == [first] and answer.answer == first.text
+    assert "painkiller" not in answer.answer and "[9]" not in answer.answer
     assert answer.mode == "generated"
     assert "### Sources:" in backend.prompts[0] and "[1] Lithium monitoring" in backend.prompts[0]
 
@@ -71,7 +76,8 @@ def test_extractive_quotes_carry_their_list_lead_in_and_never_quote_it_alone(mak
     assert answer.mode == "extractive"
     quotes = [s.text for s in answer.sentences]
     assert quotes and not any(q.split(" [")[0].endswith(":") for q in quotes)
-    assert "For moderate or high severity pneumonia in hospital: Blood cultures and sputum culture are sent. [1]" in quotes
+    assert ("Community-acquired pneumonia › Hospital tests: For moderate or high severity pneumonia in hospital: "
+            "Blood cultures and sputum culture are sent. [1]") in quotes  # what it is about, then the quote
 
 
 def test_off_topic_question_abstains_without_calling_the_model(kb):
@@ -131,11 +137,9 @@ def test_ask_with_the_real_default_model_offline(gemma_models, tmp_path, monkeyp
     assert answer["route"] == "medication" and answer["model"] == "gemma-3-270m"
     assert answer["citations"] and all(c["source"] and c["text"] for c in answer["citations"])
     numbers = {c["n"] for c in answer["citations"]}
-    for sentence in answer["sentences"]:
+    for sentence in answer["sentences"] + answer["generated"]:
         assert set(sentence["citations"]) <= numbers
-        if not sentence["supported"]:
-            assert "*[unsupported" in answer["answer"]
-    assert any(s["supported"] for s in answer["sentences"])
+    assert answer["sentences"] and all(s["supported"] for s in answer["sentences"])
     assert answer["safety"]["disclaimer"] and answer["timings"]["total_s"] > 0
 
 

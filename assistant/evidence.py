@@ -1,0 +1,266 @@
+"""The evidence reader: the source sentences that answer *this* question, each quoted with its subject.
+
+No library does this step for us: llama-index's node postprocessors rank whole passages (or cut
+sentences by embedding similarity alone), and a sentence picked by similarity alone is how the
+assistant used to answer "apixaban dose at eGFR 25?" with the metformin note's eGFR rule. So:
+
+1. Passages are cut into *units* a reader can quote on their own: sentences, list items with the
+   lead-in line above them ("For moderate or high severity:"), and table rows with their column
+   headers ("Apixaban — Standard: 5 mg twice daily; Reduced dose and when: ..."). Each unit keeps
+   what it is about: the note's title and section.
+2. Each unit is scored against the question with dense similarity (MiniLM, the index's embedder)
+   and lexical overlap (IDF-weighted stems) of the question with the unit *and its heading*, plus a
+   bonus when the unit has what the question's type asks for (a dose has a number and a unit; a
+   duration has days or weeks; a contraindication says avoid or do not).
+3. The question's subject decides what may be quoted at all: when the question names a drug, a unit
+   that names another drug and not this one (in its text or its heading) is never quoted.
+4. The best unit is quoted, and up to two more that score close to it; the same text never twice.
+
+Weights were set on the dev half of benchmarks/data/answer_questions.jsonl; results on the test half
+are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from assistant.grounding import split_sentences
+from assistant.router import DRUG_NAMES, DRUG_STEMS
+
+MAX_QUOTES = 3
+CLOSE_TO_BEST = 0.12  # a further quote must score within this of the best one (scores are ~0..1.5)
+MIN_WORDS = 4  # shorter units ("Caution.") carry no fact worth quoting
+WEIGHTS = {"dense": 1.0, "lexical": 0.6, "type": 0.15, "subject": 0.25, "rank": 0.05}
+
+QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks
+    "dose": (r"\b(?:doses?|dosing|dosage|how much|mg|strength|loading|regimen)\b",
+             r"\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|µg|units?|ml|mmol|mg/kg|units/kg)\b"),
+    "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drug|antibiotic|medicine|"
+                   r"treatment|agent)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|treatment of choice|"
+                   r"empiric\w*|what to give|what should (?:i|we) give)\b",
+                   r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
+                   r"step 1|usual choice)\b"),
+    "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when)\b",
+                 r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|months?|years?)\b"),
+    "test_or_threshold": (r"\b(?:threshold|cut-?off|level|diagnos\w*|criteria|tests?|confirm\w*|target|"
+                          r"investigat\w*|when (?:is|does)|above|below)\b",
+                          r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
+                          r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min)|\bor more\b|\bconfirm\w*|\bdiagnos\w*"),
+    "score": (r"\b(?:scores?|scoring|points?|curb-?65|crb-?65|cha2ds2|wells|has-bled|news2?|qsofa|grade)\b",
+              r"\b(?:scores?|points?)\b"),
+    "contraindication": (r"\b(?:contraindicat\w*|avoid\w*|should not|shouldn't|not be (?:given|used)|safe|"
+                         r"caution|who (?:should|must) not|when not|stop\w*)\b",
+                         r"\b(?:contraindicat\w*|avoid\w*|do not|not (?:be )?(?:used|given)|should not|caution|"
+                         r"unsafe|stop\w*)\b"),
+    "monitoring": (r"\b(?:monitor\w*|check\w*|follow[- ]up|how often|review|measure\w*)\b",
+                   r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*)\b"),
+}
+_DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
+_CLASS = re.compile(r"^(?:sglt2|glp-?1|doac|ssri|snri|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
+                    r"beta[- ]?blockers?|diuretics?|anticoagulants?|antidepressants?|opioids?|steroids?|inhalers?)$")
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
+where why how do does did should would could can may might i we you he she it they my our your his her its their
+me us them this that these those there here at by from as about into than then so if not no yes any some all
+most more less very much many please tell give me patient patients adult adults someone person people""".split())
+_RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
+_LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
+_LABEL = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+\*\*([^*]{2,60}?):?\*\*:?")  # "- **Ibuprofen:** 200–400 mg ..."
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Something quotable on its own, and what it is about."""
+
+    n: int  # the citation number of its passage
+    text: str  # the sentence, the list item with its lead-in, or the table row with its headers
+    about: str  # "Title › Section"
+    context: str = ""  # what the sentences before it in its paragraph name: "It is renally cleared." is about them
+
+
+@dataclass(frozen=True)
+class Quote:
+    n: int
+    text: str
+    about: str
+    score: float
+
+
+def question_type(question: str) -> str | None:
+    """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose)."""
+    text = question.lower()
+    return next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None)
+
+
+SAME_DRUG = {"epinephrine": "adrenaline", "acetaminophen": "paracetamol", "albuterol": "salbutamol",
+             "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
+
+
+def drugs_named(text: str) -> set[str]:
+    names = {m.group(0).lower() for m in _DRUG.finditer(text)}
+    return {SAME_DRUG.get(name, name) for name in names}
+
+
+def _same_drug(asked: set[str], named: set[str]) -> bool:
+    """A name matches itself and its class word inside it: "statin" matches "atorvastatin" and "statins"."""
+    return any(a in b or b in a for a in asked for b in named)
+
+
+def units(n: int, title: str, section: str, text: str) -> list[Unit]:
+    """The quotable units of one passage (see the module docstring)."""
+    about = f"{title} › {section.split(' > ')[-1]}" if section and section != title else title
+    found, lead, lead_indent, in_items, headers = [], None, -1, False, None
+    lines = text.splitlines()
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if line.startswith("|"):
+            cells = [c.strip(" *") for c in line.strip("|").split("|")]
+            if i + 1 < len(lines) and _RULE.match(lines[i + 1].strip()):
+                headers = cells  # the header row: it names the columns of the rows below
+            elif not _RULE.match(line) and any(cells):
+                found.append((_table_row(cells, headers, lead), ""))
+            continue
+        headers = None
+        if not line:
+            lead = None if in_items else lead  # a blank line may precede the items, one after them ends the list
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        item = bool(_LIST_MARK.match(line))
+        if not item or indent <= lead_indent:
+            lead = None
+        sentences = split_sentences(line)
+        label = _LABEL.match(line)
+        if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
+            sentences[1:] = [f"{label.group(1).strip()}: {s}" for s in sentences[1:]]
+        if lead and sentences:
+            sentences[0], in_items = f"{lead} {sentences[0]}", True
+        if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
+            lead, lead_indent, in_items = sentences.pop(), indent if item else -1, False
+        found += [(s, " ".join(sentences[:i])) for i, s in enumerate(sentences)]
+    return [Unit(n, s, about, context) for s, context in found if len(s.split()) >= MIN_WORDS]
+
+
+def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:
+    """"Apixaban — Standard: 5 mg twice daily; Reduced dose and when: 2.5 mg ..." A row without its
+    headers (a chunk that starts mid-table) is still quoted, cell by cell."""
+    first, rest = cells[0], cells[1:]
+    if headers and len(headers) == len(cells):
+        described = "; ".join(f"{h}: {c}" for h, c in zip(headers[1:], rest) if c)
+    else:
+        described = "; ".join(c for c in rest if c)
+    row = f"{first} — {described}" if described else first
+    return f"{lead} {row}" if lead else row
+
+
+class EvidenceReader:
+    """read(question, passages) -> the quotes that answer it. Reuses the index's loaded embedder."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+
+    def read(self, question: str, passages: list[tuple[int, str, str, str]], limit: int = MAX_QUOTES,
+             skip=lambda text: False) -> list[Quote]:
+        """`passages`: (n, title, section, text) in retrieval order; `skip(text)` drops units (e.g. injections)."""
+        candidates = [u for p in passages for u in units(*p) if not skip(u.text)]
+        candidates = _unique(candidates)
+        if not candidates:
+            return []
+        scores = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)})
+        order = np.argsort(-scores)
+        best = float(scores[order[0]])
+        chosen: list[Quote] = []
+        for i in order:
+            if len(chosen) == limit or scores[i] < best - CLOSE_TO_BEST or scores[i] == -np.inf:
+                break
+            unit = candidates[i]
+            if any(_contains(q.text, unit.text) for q in chosen):
+                continue
+            chosen.append(Quote(unit.n, unit.text, unit.about, round(float(scores[i]), 4)))
+        return chosen
+
+    def scores(self, question: str, candidates: list[Unit], rank: dict[int, int]) -> np.ndarray:
+        contexts = [f"{u.about}: {u.text}" for u in candidates]
+        vectors = np.asarray(self.embedder.embed([question, *contexts]), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        dense = vectors[1:] @ vectors[0]
+        lexical = _lexical(question, contexts)
+        kind = question_type(question)
+        looks = re.compile(QUESTION_TYPES[kind][1], re.I) if kind else None
+        typed = np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts])
+        subject, wrong = _subject(question, candidates)
+        prior = np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates])
+        total = (WEIGHTS["dense"] * dense + WEIGHTS["lexical"] * lexical + WEIGHTS["type"] * typed
+                 + WEIGHTS["subject"] * subject + WEIGHTS["rank"] * prior)
+        total[wrong] = -np.inf  # about another drug than the one asked about: never quoted
+        return total
+
+
+def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndarray]:
+    """(1 where a unit is about the drug the question names, True where it is about another drug).
+
+    The most specific mention decides: the unit's own text, then the sentences before it in its
+    paragraph, then its heading ("eGFR 30–44: review the dose" under "Metformin › Dose" is metformin's).
+    A question about a class ("NSAIDs") accepts a member ("Ibuprofen: ...") under a heading naming it."""
+    asked = drugs_named(question)
+    hits, wrong = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
+    if not asked:
+        return hits, wrong
+    class_question = any(_CLASS.match(name) for name in asked)
+    for i, unit in enumerate(candidates):
+        specific, heading = drugs_named(unit.text) or drugs_named(unit.context), drugs_named(unit.about)
+        if _same_drug(asked, specific) or not specific and _same_drug(asked, heading):
+            hits[i] = 1.0
+        elif specific and class_question and _same_drug(asked, heading):
+            hits[i] = 0.5
+        else:
+            wrong[i] = bool(specific or heading)
+    return hits, wrong
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer  # PyStemmer: already installed for BM25, and the same stems the sparse index uses
+
+    return Stemmer.Stemmer("english")
+
+
+def _terms(text: str) -> list[str]:
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    return _stemmer().stemWords(words)
+
+
+def _lexical(question: str, contexts: list[str]) -> np.ndarray:
+    """Share of the question's IDF weight (IDF over the candidate units) that each unit's context holds."""
+    asked = set(_terms(question))
+    if not asked:
+        return np.zeros(len(contexts))
+    held = [set(_terms(c)) for c in contexts]
+    count = len(contexts)
+    idf = {t: math.log(1 + count / (1 + sum(t in h for h in held))) for t in asked}
+    total = sum(idf.values())
+    return np.array([sum(idf[t] for t in asked & h) / total for h in held])
+
+
+def _normal(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def _unique(candidates: list[Unit]) -> list[Unit]:
+    """First occurrence of each text: overlapping chunks repeat sentences."""
+    seen, kept = set(), []
+    for unit in candidates:
+        key = _normal(unit.text)
+        if key not in seen:
+            seen.add(key)
+            kept.append(unit)
+    return kept
+
+
+def _contains(a: str, b: str) -> bool:
+    x, y = _normal(a), _normal(b)
+    return x in y or y in x
