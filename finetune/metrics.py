@@ -5,6 +5,7 @@ Each train record: step, loss, lr, grad_norm, tokens_per_s (non-padding tokens o
 the previous record), peak_mem_gib (CUDA allocator peak on a GPU, peak resident memory on CPU),
 elapsed_s (since training began).
 Each eval record: step, eval_loss.
+After training, one smoke-check record: step, smoke_check (finetune.evaluate.SmokeCheck's numbers).
 """
 
 from __future__ import annotations
@@ -87,10 +88,14 @@ class MetricsLogger(TrainerCallback):
             line = f"step {record['step']:>5}  eval_loss {record['eval_loss']:.4f}"
         else:
             return
+        self.write(record)
+        self.say(line)
+
+    def write(self, record: dict) -> None:
+        """One record into metrics.jsonl (and `records`): train and eval steps, and the recipe's smoke check."""
         self.records.append(record)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        self.say(line)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         loss = (metrics or {}).get("eval_loss")

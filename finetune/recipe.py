@@ -3,7 +3,7 @@
     recipe = FinetuneRecipe(load_config("medical_o1_unsloth"))
     recipe.setup()    # output dir, backend, model + LoRA, data, trainer: every check runs before training
     recipe.train()    # TRL SFTTrainer; metrics every log.every steps to metrics.jsonl and stdout
-    recipe.save()     # adapter, merged model, GGUF, loss curve, model card
+    recipe.save()     # adapter, merged model, GGUF, loss curve, smoke check, model card
     recipe.cleanup()
 
 Two backends build the same model: Unsloth (CUDA: 4-bit QLoRA, its kernels and gradient
@@ -48,6 +48,7 @@ class TrainResult:
     peak_mem_gib: float = 0.0
     stopped_early: bool = False
     restored_step: int | None = None  # early stopping put back the adapter of this step
+    smoke_check: dict | None = None  # finetune.evaluate.SmokeCheck's numbers, filled in by save()
 
 
 def sft_trainer_class(logger):
@@ -351,7 +352,7 @@ class FinetuneRecipe:
         outputs = {"config.yaml": "the resolved config (rerun with --config)",
                    "data_report.json": "rows read, skipped by reason, train / held out",
                    "heldout.jsonl": "the held-out rows (eval loss, `finetune compare`)",
-                   "metrics.jsonl": "loss, lr, grad norm, tokens/s, memory per log step; eval loss"}
+                   "metrics.jsonl": "loss, lr, grad norm, tokens/s, memory per log step; eval loss; smoke check"}
         self.model.save_pretrained(out / "adapter")
         self.tokenizer.save_pretrained(out / "adapter")
         outputs["adapter/"] = "the PEFT LoRA adapter (with the tokenizer)"
@@ -370,12 +371,56 @@ class FinetuneRecipe:
                     outputs[target.name] = f"the merged model as GGUF ({cfg.output.gguf}) for llama.cpp"
                 else:
                     self.say(gguf_instructions(out / "merged", target, cfg.output.gguf))
+        # Last of the model outputs: a generation that runs out of memory must not cost the adapter or merged model.
+        smoke = self._smoke_check()
         (out / "train_result.json").write_text(json.dumps(self.result.__dict__, indent=2) + "\n")
         outputs["train_result.json"] = "the run's summary numbers"
         outputs["README.md"] = "this model card"
-        (out / "README.md").write_text(model_card(cfg, self.report, self.result, outputs), encoding="utf-8")
+        card = model_card(cfg, self.report, self.result, outputs)
+        if smoke:  # right after the results, where a reader looks for how well the run went
+            head, use, rest = card.partition("\n## Use\n")
+            card = f"{head}\n{smoke.markdown()}{use}{rest}"
+        (out / "README.md").write_text(card, encoding="utf-8")
         self.say(f"Outputs in {out}: {', '.join(outputs)}")
         return outputs
+
+    def _smoke_check(self):
+        """Greedy generation on held-out prompts after training: does the tuned model close </think> and stop?
+
+        A model that never emits EOS trains with a falling loss and looks fine in the model card, then rambles
+        until max_new_tokens at inference; this is the one place a run can notice that before a user does.
+        """
+        import click
+
+        from finetune.evaluate import SMOKE_BATCH_SIZE, generate, smoke_check
+
+        if not self.heldout:
+            self.say("Smoke check skipped: no held-out rows (data.eval_rows is 0)")
+            return None
+
+        def generate_fn(prompts: list[str], max_new_tokens: int):
+            self.say(f"Smoke check: greedy generation on {len(prompts)} held-out prompts, up to {max_new_tokens} "
+                     "new tokens each")
+            started = time.perf_counter()
+            return generate(self.model, self.tokenizer, prompts, max_new_tokens, SMOKE_BATCH_SIZE,
+                            progress=lambda done, total: self.say(
+                                f"  {done}/{total} generated ({time.perf_counter() - started:.0f} s)"))
+
+        if self.backend == "unsloth":  # its inference mode: generating from a model set up for training is slow or fails
+            from unsloth import FastLanguageModel
+
+            FastLanguageModel.for_inference(self.model)
+        self.model.eval()  # no dropout: the model as it will answer
+        smoke = smoke_check(self.heldout, self.tokenizer, generate_fn)
+        self.result.smoke_check = dict(smoke.__dict__)
+        self.logger.write({"step": self.result.steps, "smoke_check": self.result.smoke_check})
+        width = max(len(label) for label, _ in smoke.rows())
+        for label, value in smoke.rows():
+            self.say(f"  {label:<{width}}  {value}")
+        if smoke.warning:
+            # Red where the say callback is click.echo on a terminal; click strips the colour in pipes and logs.
+            self.say(click.style(smoke.warning, fg="red", bold=True))
+        return smoke
 
     def _save_merged(self, target: Path) -> None:
         """Merged weights in the base checkpoint's own precision (bf16 for the seeds' model: "merged 16-bit")."""

@@ -91,6 +91,7 @@ def test_two_step_run_through_the_cli_logs_finite_metrics_and_writes_every_outpu
     card = (out / "README.md").read_text()
     assert f"base_model: {tiny_model}" in card and "eval loss before training" in card and str(data) in card
     assert "GGUF export skipped" in result.stdout and "convert_hf_to_gguf.py" in result.stdout
+    assert "Smoke check: greedy generation on 1 held-out prompts" in result.stdout and "## Smoke check" in card
 
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 3 and "already holds a fine-tuned adapter" in again.stderr
@@ -139,6 +140,24 @@ def test_compare_shows_base_and_tuned_answers_and_both_losses(trained):
     assert text.count("| reasoning |") == 2 and "**Reference answer:** a thiazide diuretic" in text
     base, tuned = map(float, re.search(r"eval loss on these rows \(nats/token\) \| ([\d.]+) \| ([\d.]+) \|", text).groups())
     assert tuned < base / 2  # these rows were memorised
+
+
+def test_smoke_check_after_training_is_in_the_metrics_and_the_model_card_and_warns_when_nothing_stops(trained):
+    smoke, = [r["smoke_check"] for r in read_metrics(trained.out / "metrics.jsonl") if "smoke_check" in r]
+    assert smoke["prompts"] == 1  # the one held-out row
+    assert 0 <= smoke["closed_think"] <= 1 and 0 <= smoke["stopped"] <= 1
+    assert 0 < smoke["mean_tokens"] <= smoke["max_tokens"] <= smoke["max_new_tokens"] == 2 * smoke["longest_target"]
+    assert json.loads((trained.out / "train_result.json").read_text())["smoke_check"] == smoke
+
+    card = (trained.out / "README.md").read_text()
+    assert card.index("## Results") < card.index("## Smoke check") < card.index("## Use")
+    shares = [float(x) for x in re.findall(r"^\| (?:closed `</think>`|stopped with EOS) \| ([\d.]+) \(", card, re.M)]
+    assert shares == [pytest.approx(smoke["closed_think"], abs=0.005), pytest.approx(smoke["stopped"], abs=0.005)]
+    assert all(0 <= x <= 1 for x in shares)
+    # The tiny model suppresses its EOS (tests/tiny_model.py): it never stops, and the run says so, loudly.
+    assert smoke["stopped"] == 0 and smoke["max_tokens"] == smoke["max_new_tokens"]
+    warning = "WARNING: the tuned model never stopped on 1 held-out prompts: "
+    assert any(warning in line for line in trained.lines) and f"> **{warning}" in card
 
 
 def test_early_stopping_stops_and_keeps_the_best_adapter(tiny_model, tmp_path):
