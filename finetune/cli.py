@@ -6,6 +6,7 @@ commands, so `medassist --help` stays instant.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Callable
 
@@ -42,8 +43,9 @@ def finetune():
 
     \b
     Packaged configs (--config NAME):
-      medical_o1_unsloth  the seeds' recipe: DeepSeek-R1-Distill-Llama-8B, Unsloth, a CUDA GPU
-      gemma3_270m_cpu     the packaged Gemma-3-270M, Transformers + PEFT + TRL, a CPU
+      medical_o1_unsloth   the seeds' recipe: DeepSeek-R1-Distill-Llama-8B, Unsloth, a CUDA GPU
+      gemma3_270m_cpu      the packaged Gemma-3-270M, Transformers + PEFT + TRL, a CPU
+      gemma3_270m_reader   Gemma-3-270M as the grounded reader, on rows from `finetune reader-data`, a GPU
     Needs pip install 'medassist[train]' ('medassist[gpu]' for Unsloth).
     """
 
@@ -118,3 +120,38 @@ def compare(adapter, data, n, model, max_new_tokens, out_path):
     click.echo(text)
     click.echo(f"eval loss: base {result.base_loss:.4f}, fine-tuned {result.tuned_loss:.4f}; written to {target}",
                err=True)
+
+
+@finetune.command("reader-data")
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder with medquad_qa_corpus.jsonl (required), pubmedqa_pqal.jsonl, "
+                   "openfda_drug_label_sections_sample.jsonl and medical_o1_sft_en.jsonl.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write train.jsonl, heldout.jsonl and report.json to (keep it out of git).")
+@click.option("--seed", default=3407, show_default=True, type=int, help="Same seed, same files.")
+@click.option("--medquad", default=2400, show_default=True, type=click.IntRange(0), help="Answerable MedQuAD rows.")
+@click.option("--pubmedqa", type=click.IntRange(0), help="Answerable PubMedQA rows. Default: all train_dev rows.")
+@click.option("--unanswerable-share", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of rows whose passages do not answer the question.")
+def reader_data(data_dir, out_dir, seed, medquad, pubmedqa, unanswerable_share):
+    """Build grounded-answer (RAFT-style) rows for the reader: a question, 4-5 numbered passages (one
+    answers it, BM25 distractors around it; or only distractors), and a short answer citing [n] or
+    saying "The sources do not say."
+
+    PubMedQA rows of the official test split (MIRAGE's PubMedQA*) are never used. A missing optional
+    input is reported and skipped. Exit code 3 when MedQuAD is missing or an input cannot be read.
+
+    \b
+    Then train on them:
+      medassist finetune train --config gemma3_270m_reader --data OUT/train.jsonl
+    """
+    from finetune.reader_data import BuildOptions, build
+
+    options = BuildOptions(seed=seed, medquad=medquad, pubmedqa=pubmedqa, unanswerable_share=unanswerable_share)
+    try:
+        report = build(data_dir, out_dir, options, say=lambda line: click.echo(line, err=True))
+    except FinetuneError as exc:
+        _fail(str(exc))
+    except OSError as exc:  # the output folder cannot be written
+        _fail(f"cannot write to {out_dir}: {exc.strerror or exc}")
+    click.echo(json.dumps(report.as_dict(), indent=2))

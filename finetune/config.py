@@ -40,6 +40,10 @@ class DataSection:
     question: str = "Question"  # column names: the medical-o1 ones by default
     reasoning: str = "Complex_CoT"
     answer: str = "Response"
+    # Grounded-answer rows only: the column holding numbered passages, a list of {number, heading, text}
+    # (finetune/reader_data.py writes it as "sources"). They go in the prompt's `### Sources:` block,
+    # exactly as the assistant builds it at inference. None: questions without passages.
+    sources: str | None = None
     max_rows: int | None = None  # read at most this many rows (after cleaning); None: all
     eval_rows: int = 50  # held out before training for eval loss and `finetune compare`; 0: no eval
     overlong: str = "truncate"  # rows longer than max_seq_length: "truncate" (keep the start, as the seeds) or "drop"

@@ -2,6 +2,9 @@
 
 Every row that does not reach training is counted by reason (`DataReport`), so a user can see that
 3 rows had an empty answer or 40 were too long, instead of wondering why the run saw fewer rows.
+
+Grounded-answer rows (finetune/reader_data.py) also carry numbered passages in a `data.sources`
+column; they are trained with the same `### Sources:` block the assistant puts in front of a question.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from finetune.config import DataSection, FinetuneError
-from finetune.prompt import build_prompt, build_training_text
+from finetune.prompt import SourceText, build_prompt, build_training_text
 
 LOCAL_FORMATS = (".json", ".jsonl", ".csv", ".parquet")
 
@@ -23,6 +26,7 @@ class Example:
     question: str
     reasoning: str
     answer: str
+    sources: tuple[SourceText, ...] = ()  # numbered passages (data.sources); empty: a question without retrieval
 
 
 @dataclass
@@ -31,6 +35,7 @@ class DataReport:
     unreadable: int = 0  # JSONL lines that are not JSON objects
     missing_fields: int = 0  # a question, reasoning or answer absent or empty
     duplicates: int = 0  # the same question again (it would also leak held-out questions into training)
+    bad_sources: int = 0  # data.sources is set and the row's passages are not a list of {number, heading, text}
     beyond_max_rows: int = 0  # usable, but past data.max_rows
     truncated: int = 0  # longer than max_seq_length, cut to it (data.overlong = truncate)
     dropped_overlong: int = 0  # longer than max_seq_length and dropped (overlong = drop, or the prompt alone is too long)
@@ -83,7 +88,9 @@ def _read_local(path: Path, report: DataReport) -> list[dict]:
     except Exception as exc:  # pyarrow's errors have no common base worth naming
         raise FinetuneError(f"cannot read {path}: {exc}") from None
     rows = []
-    for line in text.splitlines():  # JSONL: a bad line is counted and skipped, the rest still train
+    # JSONL: a bad line is counted and skipped, the rest still train. split("\n"), not splitlines(): a text
+    # field may hold U+2028/U+2029 unescaped (json.dumps(ensure_ascii=False) writes them so), no line end in JSONL.
+    for line in text.split("\n"):
         if not line.strip():
             continue
         try:
@@ -113,27 +120,58 @@ def clean(rows: list[dict], cfg: DataSection, report: DataReport) -> list[Exampl
     """Examples with all three fields present and non-empty, first occurrence of each question only."""
     columns = (cfg.question, cfg.reasoning, cfg.answer)
     seen_columns = set().union(*(row.keys() for row in rows[:1000])) if rows else set()
-    absent = [c for c in columns if c not in seen_columns]
+    absent = [c for c in (*columns, cfg.sources) if c and c not in seen_columns]
     if rows and absent:
         raise FinetuneError(f"column(s) {', '.join(absent)} not in the data (its columns: "
                             f"{', '.join(sorted(map(str, seen_columns)))}); map them with --set data.question=... "
-                            "data.reasoning=... data.answer=...")
+                            "data.reasoning=... data.answer=... (data.sources=null: rows without passages)")
     examples, seen = [], set()
     for row in rows:
         values = [_text(row.get(c)) for c in columns]
         if not all(values):
             report.missing_fields += 1
             continue
+        sources = _sources(row.get(cfg.sources)) if cfg.sources else ()
+        if sources is None:
+            report.bad_sources += 1
+            continue
         key = " ".join(values[0].split()).casefold()
         if key in seen:
             report.duplicates += 1
             continue
         seen.add(key)
-        examples.append(Example(*values))
+        examples.append(Example(*values, sources=sources))
     if cfg.max_rows and len(examples) > cfg.max_rows:
         report.beyond_max_rows = len(examples) - cfg.max_rows
         examples = examples[:cfg.max_rows]
     return examples
+
+
+def _sources(value) -> tuple[SourceText, ...] | None:
+    """The passages of one row, or None when they are malformed. CSV cells hold them as JSON text.
+
+    Numbers must be distinct positive integers: the answer cites them, so a duplicate or a missing
+    number would teach the model citations that point nowhere.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(value, list):
+        return None
+    passages = []
+    for item in value:
+        if not isinstance(item, dict):
+            return None
+        number, heading, text = item.get("number"), item.get("heading"), item.get("text")
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1 \
+                or not isinstance(heading, str) or not isinstance(text, str) or not text.strip():
+            return None
+        passages.append(SourceText(number, heading.strip(), text.strip()))
+    if len({p.number for p in passages}) != len(passages):
+        return None
+    return tuple(passages)
 
 
 def _text(value) -> str:
@@ -162,8 +200,8 @@ def tokenize(examples: list[Example], tokenizer, max_seq_length: int, overlong: 
     eos = tokenizer.eos_token or ""
     if not examples:
         return []
-    texts = [build_training_text(e.question, e.reasoning, e.answer, eos) for e in examples]
-    prompts = [build_prompt(e.question) for e in examples]
+    texts = [build_training_text(e.question, e.reasoning, e.answer, eos, list(e.sources)) for e in examples]
+    prompts = [build_prompt(e.question, list(e.sources)) for e in examples]
     full_ids = tokenizer(texts)["input_ids"]
     prompt_ids = tokenizer(prompts)["input_ids"]
     rows = []
@@ -193,4 +231,6 @@ def write_jsonl(path: Path, examples: list[Example], cfg: DataSection) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for e in examples:
             row = {cfg.question: e.question, cfg.reasoning: e.reasoning, cfg.answer: e.answer}
+            if cfg.sources:
+                row[cfg.sources] = [asdict(s) for s in e.sources]
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
