@@ -35,6 +35,7 @@ from assistant.router import DRUG_NAMES, DRUG_STEMS
 MAX_QUOTES = 3
 CLOSE_TO_BEST = 0.12  # a further quote must score within this of the best one (scores are ~0..1.5)
 MIN_WORDS = 4  # shorter units ("Caution.") carry no fact worth quoting
+SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together with the next
 WEIGHTS = {"dense": 1.0, "lexical": 0.6, "type": 0.15, "subject": 0.25, "rank": 0.05}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks
@@ -67,7 +68,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
 where why how do does did should would could can may might i we you he she it they my our your his her its their
 me us them this that these those there here at by from as about into than then so if not no yes any some all
-most more less very much many please tell give me patient patients adult adults someone person people""".split())
+very much many please tell give me patient patients adult adults someone person people""".split())
+# ("more" and "less" are kept: "more severe depression" must not read as "less severe depression")
 _RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
 _LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
 _LABEL = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+\*\*([^*]{2,60}?):?\*\*:?")  # "- **Ibuprofen:** 200–400 mg ..."
@@ -137,6 +139,10 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         label = _LABEL.match(line)
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
             sentences[1:] = [f"{label.group(1).strip()}: {s}" for s in sentences[1:]]
+        # A short sentence rarely stands alone ("Do not stop suddenly.", "Swollen ankles are common."): the
+        # next one says how or why, so it is quoted with it.
+        sentences = [f"{a} {b}" if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
+                     for a, b in zip(sentences, sentences[1:] + [""])]
         if lead and sentences:
             sentences[0], in_items = f"{lead} {sentences[0]}", True
         if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
@@ -164,15 +170,20 @@ class EvidenceReader:
         self.embedder = embedder
 
     def read(self, question: str, passages: list[tuple[int, str, str, str]], limit: int = MAX_QUOTES,
-             skip=lambda text: False) -> list[Quote]:
-        """`passages`: (n, title, section, text) in retrieval order; `skip(text)` drops units (e.g. injections)."""
+             skip=lambda text: False, rare_words: frozenset[str] = frozenset()) -> list[Quote]:
+        """`passages`: (n, title, section, text) in retrieval order; `skip(text)` drops units (e.g. injections);
+        `rare_words`: stems of the question's words that few indexed chunks hold (its drug, test or score:
+        "nihss", "curb"), which mark the units about the question's subject."""
         candidates = [u for p in passages for u in units(*p) if not skip(u.text)]
         candidates = _unique(candidates)
         if not candidates:
             return []
-        scores = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)})
+        scores = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)},
+                             rare_words=rare_words)
         order = np.argsort(-scores)
         best = float(scores[order[0]])
+        if best == -np.inf:
+            return []
         chosen: list[Quote] = []
         for i in order:
             if len(chosen) == limit or scores[i] < best - CLOSE_TO_BEST or scores[i] == -np.inf:
@@ -183,7 +194,8 @@ class EvidenceReader:
             chosen.append(Quote(unit.n, unit.text, unit.about, round(float(scores[i]), 4)))
         return chosen
 
-    def scores(self, question: str, candidates: list[Unit], rank: dict[int, int]) -> np.ndarray:
+    def scores(self, question: str, candidates: list[Unit], rank: dict[int, int],
+               rare_words: frozenset[str] = frozenset()) -> np.ndarray:
         contexts = [f"{u.about}: {u.text}" for u in candidates]
         vectors = np.asarray(self.embedder.embed([question, *contexts]), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -193,6 +205,10 @@ class EvidenceReader:
         looks = re.compile(QUESTION_TYPES[kind][1], re.I) if kind else None
         typed = np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts])
         subject, wrong = _subject(question, candidates)
+        if rare_words:  # the unit, its heading or its paragraph names the question's rare word
+            named = np.array([1.0 if rare_words & set(_terms(f"{c} {u.context}")) else 0.0
+                              for c, u in zip(contexts, candidates)])
+            subject = np.maximum(subject, named)
         prior = np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates])
         total = (WEIGHTS["dense"] * dense + WEIGHTS["lexical"] * lexical + WEIGHTS["type"] * typed
                  + WEIGHTS["subject"] * subject + WEIGHTS["rank"] * prior)

@@ -22,14 +22,21 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\[(\"'])|\n+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NEGATION = re.compile(r"\b(?:not|no|never|none|without|avoid|avoided|contraindicated|cannot|can't|shouldn't|"
                        r"should not|must not|don't|doesn't|isn't|aren't|unsafe)\b", re.I)
-_MARKUP = re.compile(r"[*_`#>|]+")
+# Emphasis, code and table pipes go; ">" and "#" only where they open a line (a quote, a heading): inside a
+# sentence "> 7 mmol/L" is a threshold, and dropping it would misquote the source.
+_MARKUP = re.compile(r"[*_`|]+|^\s*[#>]+", re.M)
 _LIST_MARK = re.compile(r"^(?:[-•]|\d{1,2}[.)])\s+")
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a passage or an answer (list items and table rows count as sentences)."""
-    parts = (_LIST_MARK.sub("", " ".join(_MARKUP.sub(" ", p).split())) for p in _SENTENCE_END.split(text))
+    parts = (_LIST_MARK.sub("", " ".join(_MARKUP.sub(" ", _joined(p)).split())) for p in _SENTENCE_END.split(text))
     return [p for p in parts if len(p.split()) >= 3]
+
+
+def _joined(text: str) -> str:
+    """Bold letters inside a word stay in the word: "**C**onfusion, **U**rea" -> "Confusion, Urea"."""
+    return re.sub(r"\*\*(\w{1,3})\*\*(?=\w)", r"\1", text)
 
 
 def quotable_sentences(text: str) -> list[str]:

@@ -40,7 +40,7 @@ DRUG_NAMES = (r"\b(?:metformin|insulin|warfarin|aspirin|clopidogrel|ticagrelor|p
               r"alteplase|tenecteplase|adrenaline|epinephrine|atropine|sildenafil|tamsulosin|finasteride|"
               r"mirabegron|oxybutynin|sumatriptan|ondansetron|metoclopramide|omeprazole|lansoprazole|"
               r"bisoprolol|atenolol|propranolol|ramipril|lisinopril|amlodipine|losartan|simvastatin|atorvastatin|"
-              r"rosuvastatin|sglt2|glp-?1|doac|ssri|snri|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
+              r"rosuvastatin|sglt2|glp-?1|doacs?|ssris?|snris?|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
               r"beta[- ]?blockers?|diuretics?|anticoagulants?|antidepressants?|opioids?|steroids?|inhalers?|"
               r"brentuximab|bleomycin|doxorubicin|abvd|beacopp|semaglutide|liraglutide|empagliflozin|dapagliflozin)\b")
 CUES = {

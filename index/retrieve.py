@@ -115,6 +115,34 @@ class Retriever:
                 own.get("sparse", 0.0) if "sparse" in names else None))
         return passages
 
+    def document_frequencies(self, text: str) -> dict[str, int]:
+        """How many indexed chunks hold each word of `text`, the words as BM25 sees them (lower case, English
+        stop words out, stemmed): {"impetigo": 0, "apixaban": 12}. A typo or an uncovered topic gets 0."""
+        if self.bm25 is None:
+            return {}
+        import bm25s
+
+        stems = bm25s.tokenize(text, stopwords="en", stemmer=self.bm25.stemmer, return_ids=False,
+                               show_progress=False)[0]
+        return {stem: self._frequency(stem) for stem in stems}
+
+    def near(self, stem: str) -> tuple[str, int] | None:
+        """The indexed word closest to an unknown `stem`, with its frequency, when `stem` reads as a typo of it
+        ("opiod" -> "opioid")."""
+        import difflib
+
+        vocab = self.bm25.bm25.vocab_dict if self.bm25 is not None else {}
+        close = difflib.get_close_matches(stem, vocab.keys(), n=1, cutoff=0.8) if len(stem) >= 5 else []
+        return (close[0], self._frequency(close[0])) if close else None
+
+    @property
+    def chunk_count(self) -> int:
+        return int(self.bm25.bm25.scores["num_docs"]) if self.bm25 is not None else 0
+
+    def _frequency(self, stem: str) -> int:
+        vocab, indptr = self.bm25.bm25.vocab_dict, self.bm25.bm25.scores["indptr"]
+        return int(indptr[vocab[stem] + 1] - indptr[vocab[stem]]) if stem in vocab else 0
+
     def _dense(self, route: str | None):
         from index.fusion import DenseIdRetriever
 
