@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from assistant.backends import GenerationSettings
-from assistant.evidence import EvidenceReader
+from assistant.evidence import CLOSE_TO_BEST, EvidenceReader, Quote, Unit, about
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks_like_injection, sanitize_passage
@@ -77,8 +77,10 @@ class Answer:
 
 class Agent:
     def __init__(self, kb, backend_factory: Callable[[], object] | None, k: int = 5,
-                 settings: GenerationSettings | None = None):
+                 settings: GenerationSettings | None = None, generate: bool = True):
+        """`generate`: the model writes an answer after the evidence (always, when `use_rag` is off)."""
         self.kb = kb
+        self.generate = generate
         self._backend_factory = backend_factory
         self._backend = None
         self.k = k
@@ -137,13 +139,15 @@ class Agent:
                 return answer
             t = time.perf_counter()
             answer.mode = "extractive"
-            answer.answer, answer.sentences = self._evidence(question, answer.citations, self._rare(words))
+            rare = self._rare(words)
+            quotes = self._read(question, answer.citations, rare)
+            answer.answer, answer.sentences = quoted(quotes)
             timings["evidence_s"] = time.perf_counter() - t
             answer.timings = _rounded(timings, start)
             if on_evidence:
                 on_evidence(answer)
 
-        backend = self.backend
+        backend = self.backend if self.generate or not use_rag else None
         if backend is not None:
             answer.model, answer.backend = backend.model_name, backend.name
             t = time.perf_counter()
@@ -163,9 +167,12 @@ class Agent:
         checked = self._check(text, answer.citations)
         answer.generated = checked
         supported = [s for s in checked if s.supported]
-        # Half or more of the model's sentences must pass, or its answer is not trusted at all; those
-        # that pass replace the quotes, and the rest are dropped (kept, checked, in `generated`).
-        if supported and len(supported) * 2 >= len(checked):
+        # Half or more of the model's sentences must pass, or its answer is not trusted at all; those that
+        # pass replace the quotes, and the rest are dropped (kept, checked, in `generated`). Passing is not
+        # enough: a sentence copied from the wrong passage passes the check, so the answer must also read
+        # as an answer to this question as well as the quotes do (the evidence reader's own score).
+        if (supported and len(supported) * 2 >= len(checked)
+                and self._answers_as_well(question, supported, answer.citations, quotes, rare)):
             answer.mode = "generated"
             answer.answer, answer.sentences = " ".join(s.text for s in supported), supported
         timings["check_s"] = time.perf_counter() - t
@@ -240,16 +247,28 @@ class Agent:
                 checks.append(SentenceCheck(plain, cited, support.supported, support.reason))
         return checks
 
-    def _evidence(self, question: str, citations: list[Citation], rare_words: frozenset[str]
-                  ) -> tuple[str, list[SentenceCheck]]:
-        """The evidence reader's quotes, each under what it is about: supported by construction."""
-        quotes = self.reader.read(question, [(c.n, c.title, c.section, c.text) for c in citations],
-                                  skip=looks_like_injection, rare_words=rare_words)
+    def _answers_as_well(self, question: str, generated: list[SentenceCheck], citations: list[Citation],
+                         quotes: list[Quote], rare: frozenset[str]) -> bool:
+        """Does the model's best sentence score, by the evidence reader's measure, close to the best quote?"""
         if not quotes:
-            return "The retrieved sources contain no sentence that answers this.", []
-        checks = [SentenceCheck(f"{q.about}: {q.text} [{q.n}]", [q.n], True, "quoted from the source") for q in quotes]
-        lines = [f"- **{q.about}:** {q.text} [{q.n}]" for q in quotes]
-        return "From the sources:\n\n" + "\n".join(lines), checks
+            return True
+        by_number = {c.n: c for c in citations}
+        units = [Unit(s.citations[0], _CITATION.sub("", s.text).strip(),
+                      about(by_number[s.citations[0]].title, by_number[s.citations[0]].section)) for s in generated]
+        best = float(self.reader.scores(question, units, rank={}, rare_words=rare).max())
+        return best >= quotes[0].score - CLOSE_TO_BEST
+
+    def _read(self, question: str, citations: list[Citation], rare_words: frozenset[str]) -> list[Quote]:
+        return self.reader.read(question, [(c.n, c.title, c.section, c.text) for c in citations],
+                                skip=looks_like_injection, rare_words=rare_words)
+
+
+def quoted(quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
+    """The evidence answer: each quote under what it is about, with its number; supported by construction."""
+    if not quotes:
+        return "The retrieved sources contain no sentence that answers this.", []
+    checks = [SentenceCheck(f"{q.about}: {q.text} [{q.n}]", [q.n], True, "quoted from the source") for q in quotes]
+    return "From the sources:\n\n" + "\n".join(f"- **{q.about}:** {q.text} [{q.n}]" for q in quotes), checks
 
 
 def source_text(n: int, title: str, section: str, text: str) -> SourceText:

@@ -10,6 +10,9 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 
+GENERATE_CHOICES = ("auto", "always", "never")
+
+
 class ConfigError(Exception):
     """The configuration file or an override is invalid; the message names the file or variable."""
 
@@ -28,6 +31,11 @@ class Config:
     api_key: str | None = None  # sent to that server as a bearer token; OPENAI_API_KEY is used when unset
     k: int = 5
     use_rag: bool = True  # False: model-only answers, labelled unsourced
+    # Whether the model writes an answer after the evidence reader's quotes (it replaces them only where its
+    # sentences pass the citation check). auto: yes for any model but the bare packaged Gemma-3-270M, whose own
+    # sentences passed the check in 0 of the answers measured (docs/benchmarks.md), so it would only make every
+    # answer ~20 s slower. always | never force it.
+    generate: str = "auto"
     # Generation; None keeps GenerationSettings' default (assistant/backends/base.py says why each is what it is)
     max_new_tokens: int | None = None
     max_think_tokens: int | None = None
@@ -42,6 +50,14 @@ class Config:
         return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=self.adapter,
                                                    base_url=self.base_url, api_key=self.api_key, home=self.home,
                                                    on_status=on_status)
+
+    def generates(self) -> bool:
+        """Does the model write an answer after the evidence (see `generate`)?"""
+        if self.generate not in GENERATE_CHOICES:
+            raise ConfigError(f"setting 'generate' must be one of {', '.join(GENERATE_CHOICES)}, got {self.generate!r}")
+        if self.generate != "auto":
+            return self.generate == "always"
+        return bool(self.adapter or self.model or self.backend not in ("transformers", "hf", "local", "torch"))
 
     def generation_settings(self):
         from assistant.backends import GenerationSettings

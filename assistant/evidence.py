@@ -68,7 +68,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
 where why how do does did should would could can may might i we you he she it they my our your his her its their
 me us them this that these those there here at by from as about into than then so if not no yes any some all
-very much many please tell give me patient patients adult adults someone person people""".split())
+very much many please tell give me patient patients someone person people""".split())
 # ("more" and "less" are kept: "more severe depression" must not read as "less severe depression")
 _RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
 _LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
@@ -113,9 +113,14 @@ def _same_drug(asked: set[str], named: set[str]) -> bool:
     return any(a in b or b in a for a in asked for b in named)
 
 
+def about(title: str, section: str) -> str:
+    """What a passage is about, as a quote shows it: the note's title and its innermost section."""
+    return f"{title} › {section.split(' > ')[-1]}" if section and section != title else title
+
+
 def units(n: int, title: str, section: str, text: str) -> list[Unit]:
     """The quotable units of one passage (see the module docstring)."""
-    about = f"{title} › {section.split(' > ')[-1]}" if section and section != title else title
+    heading = about(title, section)
     found, lead, lead_indent, in_items, headers = [], None, -1, False, None
     lines = text.splitlines()
     for i, raw in enumerate(lines):
@@ -148,7 +153,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
             lead, lead_indent, in_items = sentences.pop(), indent if item else -1, False
         found += [(s, " ".join(sentences[:i])) for i, s in enumerate(sentences)]
-    return [Unit(n, s, about, context) for s, context in found if len(s.split()) >= MIN_WORDS]
+    return [Unit(n, s, heading, context) for s, context in found if len(s.split()) >= MIN_WORDS]
 
 
 def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:

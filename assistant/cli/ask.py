@@ -27,17 +27,21 @@ def register(main: click.Group) -> None:
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8080/v1.")
 @click.option("--no-rag", is_flag=True, help="Model-only answer, clearly labelled as unsourced.")
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages to retrieve (default 5).")
+@click.option("--generate", type=click.Choice(["auto", "always", "never"]),
+              help="Let the model answer after the quotes: auto (default) skips the bare packaged model.")
 @click.pass_obj
-def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag, k):
+def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag, k, generate):
     """Answer a medical question from the indexed sources, with numbered citations.
 
-    Each answer sentence is checked against the passages it cites; unsupported sentences are
-    marked. When the sources do not cover the question the assistant says so instead of answering.
+    The evidence answer comes first: the source sentences that answer the question, each under the
+    note and section it comes from. Then the model may answer; its sentences replace the quotes only
+    when each is checked against the passage it cites. When the sources do not cover the question
+    the assistant says so instead of answering.
     """
     from assistant.agent import Agent
 
     config = obj.config
-    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, k=k)
+    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, k=k, generate=generate)
     config = replace(config, **{key: value for key, value in flags.items() if value})
     kb = obj.kb
     ensure_starter(kb)
@@ -53,20 +57,38 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
             if status:
                 status.stop()
 
-    agent = Agent(kb, load, k=config.k, settings=config.generation_settings())
+    agent = Agent(kb, load, k=config.k, settings=config.generation_settings(), generate=config.generates())
     text = " ".join(question)
-    answer = agent.ask(text, route=route, use_rag=config.use_rag and not no_rag)
+    shown = []
+
+    def show_evidence(evidence) -> None:  # evidence first: printed before the model is loaded or asked
+        if not as_json and agent.generate:
+            print_answer(evidence, final=False)
+            shown.append(evidence.answer)
+
+    answer = agent.ask(text, route=route, use_rag=config.use_rag and not no_rag, on_evidence=show_evidence)
     if as_json:
         print(json.dumps(answer.as_dict(), indent=2, ensure_ascii=False))
         return
-    print_answer(answer)
+    if shown and answer.mode != "generated":
+        out.print("[dim]The model's answer did not pass the citation check: the quotes above stand.[/]")
+    elif shown:
+        out.print("\n[bold]Model answer[/] [dim](each sentence checked against the source it cites)[/]")
+    print_answer(answer, body=not shown or answer.mode == "generated", notice=not shown)
 
 
-def print_answer(answer) -> None:
+def print_answer(answer, final: bool = True, body: bool = True, notice: bool = True) -> None:
+    """The answer, its sources and a status line. `final=False`: the evidence, shown while the model writes;
+    `body=False`: only the sources and status line (the evidence above stands); `notice`: the emergency
+    notice, if any (shown once, above the first answer printed)."""
     safety = answer.safety
-    if safety.get("emergency_notice"):
+    if notice and safety.get("emergency_notice"):
         out.print(f"[bold white on red] {safety['emergency_notice']} [/]\n")
-    out.print(Markdown(answer.answer), soft_wrap=False)  # wrap list items instead of cropping them
+    if body:
+        out.print(Markdown(answer.answer), soft_wrap=False)  # wrap list items instead of cropping them
+    if not final:
+        err.print("[dim]The model is writing its answer...[/]")
+        return
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
