@@ -83,6 +83,7 @@ class Unit:
     text: str  # the sentence, the list item with its lead-in, or the table row with its headers
     about: str  # "Title › Section"
     context: str = ""  # what the sentences before it in its paragraph name: "It is renally cleared." is about them
+    title: str = ""  # the note's title
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
             lead, lead_indent, in_items = sentences.pop(), indent if item else -1, False
         found += [(s, " ".join(sentences[:i])) for i, s in enumerate(sentences)]
-    return [Unit(n, s, heading, context) for s, context in found if len(s.split()) >= MIN_WORDS]
+    return [Unit(n, s, heading, context, title) for s, context in found if len(s.split()) >= MIN_WORDS]
 
 
 def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:
@@ -183,8 +184,8 @@ class EvidenceReader:
         candidates = _unique(candidates)
         if not candidates:
             return []
-        scores = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)},
-                             rare_words=rare_words)
+        scores, subject = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)},
+                                      rare_words=rare_words, with_subject=True)
         order = np.argsort(-scores)
         best = float(scores[order[0]])
         if best == -np.inf:
@@ -194,13 +195,18 @@ class EvidenceReader:
             if len(chosen) == limit or scores[i] < best - CLOSE_TO_BEST or scores[i] == -np.inf:
                 break
             unit = candidates[i]
+            # A further quote stays with the first one's note, or names the question's subject itself: a
+            # near-scoring sentence from another note is how a quote ends up read as being about the wrong thing.
+            if chosen and unit.title != candidates[order[0]].title and not subject[i]:
+                continue
             if any(_contains(q.text, unit.text) for q in chosen):
                 continue
             chosen.append(Quote(unit.n, unit.text, unit.about, round(float(scores[i]), 4)))
         return chosen
 
     def scores(self, question: str, candidates: list[Unit], rank: dict[int, int],
-               rare_words: frozenset[str] = frozenset()) -> np.ndarray:
+               rare_words: frozenset[str] = frozenset(), with_subject: bool = False):
+        """Each unit's score (-inf for one about another drug); `with_subject`: also 1 where it names the subject."""
         contexts = [f"{u.about}: {u.text}" for u in candidates]
         vectors = np.asarray(self.embedder.embed([question, *contexts]), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -218,7 +224,7 @@ class EvidenceReader:
         total = (WEIGHTS["dense"] * dense + WEIGHTS["lexical"] * lexical + WEIGHTS["type"] * typed
                  + WEIGHTS["subject"] * subject + WEIGHTS["rank"] * prior)
         total[wrong] = -np.inf  # about another drug than the one asked about: never quoted
-        return total
+        return (total, subject) if with_subject else total
 
 
 def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndarray]:

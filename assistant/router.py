@@ -43,6 +43,12 @@ DRUG_NAMES = (r"\b(?:metformin|insulin|warfarin|aspirin|clopidogrel|ticagrelor|p
               r"rosuvastatin|sglt2|glp-?1|doacs?|ssris?|snris?|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
               r"beta[- ]?blockers?|diuretics?|anticoagulants?|antidepressants?|opioids?|steroids?|inhalers?|"
               r"brentuximab|bleomycin|doxorubicin|abvd|beacopp|semaglutide|liraglutide|empagliflozin|dapagliflozin)\b")
+# A choice between treatments: "which drug should we start", "switch from ramipril to what", "add-on to metformin".
+# Such a question names drugs, but it asks what to do, not about a drug: see Router.scores.
+CHOICE = (r"\b(?:which (?:drug|antibiotic|agent|medicine|medication|inhaler|treatment|option|class)|what (?:to|should "
+          r"(?:i|we|be)) (?:start|add|give|use|try|switch)|add[- ]on|add(?:ed|ing)? (?:in|on)?|instead(?: of)?|"
+          r"alternative|switch\w*(?: to)?|step(?:ped)? up|first[- ]line|1st[- ]line|next step|best (?:option|choice)|"
+          r"start(?:ed|ing)? (?:on|with)|(?:better|preferred) than)\b")
 CUES = {
     "medication": [
         (DRUG_STEMS, 0.12), (DRUG_NAMES, 0.12),
@@ -61,7 +67,9 @@ CUES = {
         (r"\b(?:treat\w*|manag\w*|therap\w*|first[- ]line|second[- ]line|next (?:best )?step|surgery|surgical|"
          r"operation|procedure|lifestyle|exercise|physiotherapy|rehab\w*|cure|control|what should (?:i|we|be) do|"
          r"how (?:do|should) (?:i|we|you) (?:handle|deal)|plan|bundle|resuscitat\w*|thromboly\w*|thrombectomy|"
-         r"pelvic floor|counsel\w*|refer\w*|escalat\w*|regimen|chemotherapy|radiotherapy)\b", 0.12),
+         r"pelvic floor|counsel\w*|refer\w*|escalat\w*|regimen|chemotherapy|radiotherapy|1st[- ]line|2nd[- ]line|tx|"
+         r"admit\w*)\b", 0.12),
+        (CHOICE, 0.12),
     ],
     "general": [
         (r"\b(?:how common|prevalence|incidence|epidemiolog\w*|prognosis|life expectancy|survival|outlook|"
@@ -70,6 +78,11 @@ CUES = {
     ],
 }
 TEMPERATURE = 0.05  # softmax temperature on summed scores; sets how peaked the confidence is
+
+
+def _drug_damping(pattern: str, choice: bool) -> float:
+    """Drug names count half toward medication in a question that asks for a choice of treatment."""
+    return 0.5 if choice and pattern in (DRUG_STEMS, DRUG_NAMES) else 1.0
 
 
 class Router:
@@ -92,10 +105,12 @@ class Router:
         vector = np.asarray(self.embedder.embed([question])[0], dtype=np.float32)
         vector /= np.linalg.norm(vector)
         text = question.lower()
+        choice = bool(re.search(CHOICE, text))
         scores = {}
         for route, examples in zip(ROUTES, self._prototypes):
             similarity = float(np.sort(examples @ vector)[-NEIGHBOURS:].mean())
-            cue_score = sum(weight * min(2, len(re.findall(pattern, text))) for pattern, weight in CUES[route])
+            cue_score = sum(weight * min(2, len(re.findall(pattern, text))) * _drug_damping(pattern, choice)
+                            for pattern, weight in CUES[route])
             scores[route] = similarity + cue_score
         return scores
 
