@@ -86,18 +86,22 @@ class MedassistApp(App[None]):
                 self.kb = kb
             call(self.set_status, "loading the embedder and the router…")
             Agent(self.kb, None)  # loads the embedder once, before the model competes for the CPUs
-            call(self.set_status, f"loading the model ({self.config.backend})…")
+            generate = self.config.generates()
             backend = None
-            try:
-                backend = self.config.backend_factory()(on_status=lambda message: call(self.set_status, message))
-            except BackendError as exc:
-                self.load_error = str(exc)
+            if generate or not self.config.use_rag:  # otherwise the evidence reader answers alone: no model to load
+                call(self.set_status, f"loading the model ({self.config.backend})…")
+                try:
+                    backend = self.config.backend_factory()(on_status=lambda message: call(self.set_status, message))
+                except BackendError as exc:
+                    self.load_error = str(exc)
             self.agent = Agent(self.kb, (lambda: backend) if backend else None, k=self.config.k,
-                               settings=self.config.generation_settings())
+                               settings=self.config.generation_settings(), generate=generate)
             if backend:
                 call(self.set_status, "ready", f"{backend.model_name} ({backend.name})")
-            else:
+            elif self.load_error:
                 call(self.set_status, f"no model ({self.load_error}); answers quote the sources")
+            else:
+                call(self.set_status, "ready", "evidence reader (no model)")
         except (StoreError, ConfigError, OSError) as exc:
             self.load_error = str(exc)
             call(self.set_status, f"error: {exc}")

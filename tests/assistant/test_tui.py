@@ -119,6 +119,25 @@ async def test_escape_cancels_a_long_generation(home, tiny_model):
         assert app.count_tokens(last_exchange(app).answer["reasoning"]) < 5000
 
 
+async def test_the_evidence_is_on_screen_while_the_model_still_writes(home, tiny_model):
+    """Evidence first: the quoted answer and its sources show before the model's answer is done."""
+    app = make_app(home, tiny_model, max_new_tokens=6000, max_think_tokens=5000)
+    async with app.run_test(size=SIZE) as pilot:
+        app.chat.query_one("#question").value = "What is the dose of metformin?"
+        await pilot.press("enter")
+        await until(pilot, lambda: last_exchange(app) is not None and last_exchange(app).evidence is not None)
+        exchange = last_exchange(app)
+        assert exchange.answer is None and app.chat.busy  # the model has not finished
+        assert exchange.query_one(".answer").source.startswith("From the sources:")
+        assert "Metformin ›" in exchange.query_one(".answer").source
+        assert "the model is writing" in str(exchange.query_one(".badge").render())
+        assert app.chat.query_one("#source-list").option_count == len(exchange.evidence["citations"])
+        await pilot.press("escape")
+        await until(pilot, lambda: exchange.answer is not None, timeout=30)
+        assert exchange.answer["mode"] == "extractive" and "From the sources:" in exchange.query_one(".answer").source
+        assert not exchange.query_one(".draft").display
+
+
 async def test_red_flags_put_an_emergency_notice_above_the_answer(home, tiny_model):
     app = make_app(home, tiny_model)
     async with app.run_test(size=SIZE) as pilot:

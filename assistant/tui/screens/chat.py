@@ -82,7 +82,13 @@ class ChatScreen(Screen):
                 pieces.append(piece)
                 call(exchange.add_reasoning if phase == "reasoning" else exchange.add_answer, piece)
 
-            answer = agent.ask(question, use_rag=app.config.use_rag, k=app.config.k, on_text=on_text, cancel=cancel)
+            def on_evidence(evidence) -> None:  # evidence first: on screen before the model starts
+                shown = evidence.as_dict()
+                call(exchange.show_evidence, shown, agent.generate and agent.backend is not None)
+                call(self.query_one(SourcesPanel).show, shown.get("citations") or [])
+
+            answer = agent.ask(question, use_rag=app.config.use_rag, k=app.config.k, on_text=on_text, cancel=cancel,
+                               on_evidence=on_evidence)
             generate_s = answer.timings.get("generate_s") or (time.perf_counter() - started)
             tokens = app.count_tokens("".join(pieces)) if pieces else 0
             call(app.record, "assistant", answer.answer, answer.as_dict(), conversation)

@@ -1,4 +1,7 @@
-"""One question and its answer: emergency notice, route badge, collapsible reasoning, the answer as Markdown."""
+"""One question and its answer: emergency notice, route badge, collapsible reasoning, the answer as Markdown.
+
+Evidence first: the quoted evidence answer fills the answer as soon as it is read; the model's text then
+streams below it as a draft, and the checked answer replaces both when it is done."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ class Exchange(Vertical):
         self.question = question
         self.answer: dict | None = None  # the Answer (as_dict) once finished
         self.reasoning_text = ""
+        self.draft_text = ""
+        self.evidence: dict | None = None  # the evidence answer (as_dict), shown while the model writes
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]You[/b]  {self.question}", classes="question", markup=True)
@@ -23,6 +28,7 @@ class Exchange(Vertical):
         with Collapsible(title="Reasoning", collapsed=True, classes="reasoning"):
             yield Static("", classes="reasoning-text", markup=False)
         yield Markdown("", classes="answer")
+        yield Static("", classes="draft", markup=False)  # the model's text while it streams, before its check
         yield Static("", classes="disclaimer")
 
     def show_reasoning(self, show: bool) -> None:
@@ -32,8 +38,21 @@ class Exchange(Vertical):
         self.reasoning_text += piece
         self.query_one(".reasoning-text", Static).update(self.reasoning_text)
 
-    def add_answer(self, piece: str):
-        return self.query_one(".answer", Markdown).append(piece)
+    def show_evidence(self, answer: dict, model_writing: bool) -> None:
+        """The quoted evidence answer, at once; the model's answer may replace it when it is done."""
+        self.evidence = answer
+        self.show_safety(answer)
+        self.query_one(".answer", Markdown).update(answer.get("answer") or "")
+        self.set_status(f"route: {answer['route']} {answer['route_confidence']:.0%} · quoted from "
+                        f"{len(answer.get('citations') or [])} sources"
+                        + (" · the model is writing…" if model_writing else ""))
+
+    def add_answer(self, piece: str) -> None:
+        """A piece of the model's answer, shown as a draft under the evidence until it is checked."""
+        self.draft_text += piece
+        draft = self.query_one(".draft", Static)
+        draft.display = True
+        draft.update(f"Model draft (not yet checked): {self.draft_text.strip()}")
 
     def set_status(self, text: str) -> None:
         self.query_one(".badge", Static).update(text)
@@ -41,10 +60,8 @@ class Exchange(Vertical):
     def finish(self, answer: dict, cancelled: bool = False) -> None:
         """Replace the streamed text with the checked answer (valid [n] markers, unsupported sentences marked)."""
         self.answer = answer
-        safety = answer.get("safety") or {}
-        notice = self.query_one(".emergency", Static)
-        notice.update(safety.get("emergency_notice") or "")
-        notice.display = bool(safety.get("emergency_notice"))
+        safety = self.show_safety(answer)
+        self.query_one(".draft", Static).display = False
         unsupported = sum(not s["supported"] for s in answer.get("sentences") or [])
         badge = (f"route: {answer['route']} {answer['route_confidence']:.0%} · {answer['mode']}"
                  + (f" · {len(answer['citations'])} sources" if answer.get("citations") else "")
@@ -57,5 +74,13 @@ class Exchange(Vertical):
         self.query_one(".answer", Markdown).update(answer.get("answer") or "")
         self.query_one(".disclaimer", Static).update(safety.get("disclaimer") or "")
 
+    def show_safety(self, answer: dict) -> dict:
+        safety = answer.get("safety") or {}
+        notice = self.query_one(".emergency", Static)
+        notice.update(safety.get("emergency_notice") or "")
+        notice.display = bool(safety.get("emergency_notice"))
+        return safety
+
     def on_mount(self) -> None:
         self.query_one(".emergency", Static).display = False
+        self.query_one(".draft", Static).display = False
