@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from assistant.backends import GenerationSettings
-from assistant.evidence import CLOSE_TO_BEST, EvidenceReader, Quote, Unit, about
+from assistant.evidence import CLOSE_TO_BEST, STOP_WORDS, EvidenceReader, Quote, Unit, about
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks_like_injection, sanitize_passage
@@ -199,7 +199,7 @@ class Agent:
         counts as the word it misspells ("opiod" -> "opioid")."""
         retriever, words = self.kb.retriever, {}
         for stem, count in retriever.document_frequencies(question).items():
-            if stem.isalpha() and len(stem) >= 3:
+            if stem.isalpha() and len(stem) >= 3 and stem not in STOP_WORDS:
                 stem, count = (retriever.near(stem) if count == 0 else None) or (stem, count)
                 words[stem] = count
         return words

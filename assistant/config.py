@@ -11,6 +11,9 @@ from platformdirs import user_data_dir
 
 
 GENERATE_CHOICES = ("auto", "always", "never")
+# `--adapter reader`: the grounded reader shipped in the package (Gemma-3-270M LoRA; its model card says how
+# it was trained and why it is not the default).
+ADAPTERS = {"reader": Path(__file__).parent / "adapters" / "gemma3-270m-reader"}
 
 
 class ConfigError(Exception):
@@ -47,7 +50,8 @@ class Config:
         """A function that loads the configured model backend (loading is slow, so it is deferred)."""
         from assistant.backends import load_backend
 
-        return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=self.adapter,
+        adapter = str(ADAPTERS.get(self.adapter, self.adapter)) if self.adapter else None
+        return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=adapter,
                                                    base_url=self.base_url, api_key=self.api_key, home=self.home,
                                                    on_status=on_status)
 

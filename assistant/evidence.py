@@ -65,7 +65,7 @@ _DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
 _CLASS = re.compile(r"^(?:sglt2|glp-?1|doac|ssri|snri|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
                     r"beta[- ]?blockers?|diuretics?|anticoagulants?|antidepressants?|opioids?|steroids?|inhalers?)$")
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
+STOP_WORDS = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
 where why how do does did should would could can may might i we you he she it they my our your his her its their
 me us them this that these those there here at by from as about into than then so if not no yes any some all
 very much many please tell give me patient patients someone person people""".split())
@@ -257,7 +257,7 @@ def _stemmer():
 
 
 def _terms(text: str) -> list[str]:
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
     return _stemmer().stemWords(words)
 
 

@@ -3,14 +3,14 @@
 # the lent GPU machine, in the call after the model's GGUF parts were carried to /root/parts (../shared/GPU.md).
 # Carry .gpu/site.tar.gz (make-bundle.sh), .gpu/reader-data (`medassist finetune reader-data --out
 # .gpu/reader-data`) and .gpu/expected_ids.json, then, from the repository root there:
-#   bash benchmarks/reader_gpu.sh [max_steps]          # the adapter and run files come back in $OUT/reader.tgz
+#   bash benchmarks/reader_gpu.sh [max_steps [finetune train options]]        # the adapter and run files come back in $OUT/reader.tgz
 # expected_ids.json holds the CPU tokenizer's ids for a short text; the tokenizer built on the GPU must give
 # the same, <bos> first (../shared/GPU.md says why). Write it on the CPU with:
 #   .venv/bin/python -c 'import json,sys; from transformers import AutoTokenizer; \
 #     t = AutoTokenizer.from_pretrained(sys.argv[1]); print(json.dumps(t("### Question:\nDose? <think>")["input_ids"]))' \
 #     ~/.local/share/medassist/models/gemma-3-270m > .gpu/expected_ids.json
 set -euo pipefail
-steps=${1:-300}
+steps=${1:-300}; shift || true  # the rest of the arguments go to `finetune train` (e.g. --backend hf)
 mkdir -p /root/site && tar xzf .gpu/site.tar.gz -C /root/site
 export PYTHONPATH=/root/site:$PWD HF_HUB_OFFLINE=1 TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 [ -f /root/gemma-3-270m.gguf ] || cat /root/parts/model.part* > /root/gemma-3-270m.gguf
@@ -24,6 +24,6 @@ assert ids == want and ids[0] == 2"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "from finetune.cli import finetune; finetune()" train --config gemma3_270m_reader \
   --model /root/gemma-3-270m --data .gpu/reader-data/train.jsonl --output "/root/reader-$steps" --max-steps "$steps" \
-  --set output.merged=false --set output.gguf=null
+  --set output.merged=false --set output.gguf=null "$@"
 tar czf "$OUT/reader.tgz" -C "/root/reader-$steps" --exclude='adapter/tokenizer*' .
 ls -la "/root/reader-$steps/adapter"
