@@ -1,0 +1,251 @@
+"""The evidence reader and the evidence-first answer.
+
+Two levels, both through public interfaces:
+- the pure functions of assistant/evidence.py (units, about, question_type, drugs_named), which cut a
+  passage into quotable units that keep what they are about (table headers, list lead-ins, list labels);
+- `Agent(kb, ...).ask(...)` over a real knowledge base built from tiny notes written here, with the real
+  MiniLM embedder and Chroma: which sentences are quoted, from which note, and when the model's answer may
+  replace the quotes. The model is a scripted stand-in whose words are known (as in test_agent.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from assistant.agent import Agent
+from assistant.backends.base import cut_at_stop
+from assistant.evidence import about, drugs_named, question_type, units
+from conftest import write_note
+
+QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
+
+DOAC_TABLE = """\
+| Drug | Standard | Reduced dose |
+|---|---|---|
+| Apixaban | 5 mg twice daily | 2.5 mg twice daily if two of: age 80 or over, weight 60 kg or less, creatinine 133 micromol/L or more |
+| Rivaroxaban | 20 mg once daily | 15 mg once daily if creatinine clearance 15–49 ml/min |
+"""
+
+
+class ScriptedBackend:
+    """A model whose output we must know (the pattern of test_agent.py). A reply may be a function of the
+    prompt, so that it can cite a passage by the number the prompt gave it."""
+
+    name, model_name, eos_token = "scripted", "scripted", "<eos>"
+
+    def __init__(self, reasoning: str, answer):
+        self.replies = [reasoning + "\n</think>\n", answer]
+        self.prompts: list[str] = []
+
+    def generate(self, prompt, settings, stop=None, cancel=None):
+        self.prompts.append(prompt)
+        reply = self.replies[len(self.prompts) - 1]
+        text, _ = cut_at_stop(reply(prompt) if callable(reply) else reply, stop or [])
+        yield text
+
+
+def number_of(prompt: str, title: str, section: str) -> int:
+    """The number the prompt's source list gives the passage from `section` of the note titled `title`."""
+    match = re.search(rf"^\[(\d+)\] {re.escape(title)}\b.*\b{re.escape(section)}$", prompt, re.M)
+    assert match, f"no source {title} > {section} in the prompt"
+    return int(match.group(1))
+
+
+def quote_lines(answer) -> list[re.Match]:
+    """The evidence answer's quote lines ("- **Title › Section:** text [n]"); every other line is framing."""
+    lines = [line for line in answer.answer.splitlines() if line.startswith("- ")]
+    assert lines, answer.answer
+    matches = [QUOTE_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    return matches
+
+
+def titles_quoted(answer) -> set[str]:
+    by_number = {c.n: c.title for c in answer.citations}
+    return {by_number[n] for s in answer.sentences for n in s.citations}
+
+
+# --- the pure functions ---------------------------------------------------------------------------
+
+def test_table_rows_are_quoted_with_their_column_headers_even_when_the_chunk_starts_mid_table():
+    with_lead_in = f"Doses for atrial fibrillation:\n\n{DOAC_TABLE}"
+    found = [u.text for u in units(1, "DOAC dosing", "DOAC dosing > Renal adjustment", with_lead_in)]
+    assert ("Doses for atrial fibrillation: Apixaban — Standard: 5 mg twice daily; Reduced dose: 2.5 mg twice "
+            "daily if two of: age 80 or over, weight 60 kg or less, creatinine 133 micromol/L or more") in found
+    assert any(t.startswith("Doses for atrial fibrillation: Rivaroxaban — Standard: 20 mg once daily; "
+                            "Reduced dose: 15 mg once daily") for t in found)
+    assert not any("Drug" in t or "---" in t for t in found)  # the header row and the rule are not rows
+    assert "Doses for atrial fibrillation:" not in found
+
+    mid_table = "| Rivaroxaban | 20 mg once daily | 15 mg once daily if creatinine clearance 15–49 ml/min |\n"
+    (row,) = units(2, "DOAC dosing", "DOAC dosing > Renal adjustment", mid_table)
+    assert row.text == "Rivaroxaban — 20 mg once daily; 15 mg once daily if creatinine clearance 15–49 ml/min"
+    assert row.n == 2 and row.about == "DOAC dosing › Renal adjustment" and row.title == "DOAC dosing"
+
+
+def test_list_lead_in_goes_before_each_item_and_a_list_label_before_each_sentence_of_its_item():
+    passage = ("For moderate or high severity:\n\n"
+               "- Blood cultures and sputum culture are sent before antibiotics.\n"
+               "- Urinary pneumococcal and Legionella antigens are tested.\n\n"
+               "Low severity pneumonia needs no routine microbiology tests.")
+    found = [u.text for u in units(1, "Pneumonia", "Pneumonia > Tests", passage)]
+    assert found == [
+        "For moderate or high severity: Blood cultures and sputum culture are sent before antibiotics.",
+        "For moderate or high severity: Urinary pneumococcal and Legionella antigens are tested.",
+        "Low severity pneumonia needs no routine microbiology tests.",  # after the list: no lead-in
+    ]
+
+    labelled = units(1, "Pain relief", "Pain relief > NSAIDs",
+                     "- **Ibuprofen:** 200–400 mg three times daily. Over-the-counter limit 1.2 g/day.")
+    limit = [u.text for u in labelled if "Over-the-counter" in u.text]
+    assert limit and all("Ibuprofen: Over-the-counter limit 1.2 g/day." in t for t in limit)
+    assert not any(u.text.endswith(":") for u in labelled)
+
+
+def test_helpers_read_headings_question_types_and_drug_names():
+    assert about("Metformin", "Metformin > Dosing > Renal impairment") == "Metformin › Renal impairment"
+    assert about("Metformin", "Metformin") == "Metformin" and about("Metformin", "") == "Metformin"
+    assert question_type("apixaban dose with eGFR 25?") == "dose"
+    assert question_type("First-line dose of amoxicillin?") == "dose"  # a dose asked, not a choice
+    assert question_type("Which antibiotic is first-line for cystitis?") == "first_line"
+    assert question_type("How long is the course for pneumonia?") == "duration"
+    assert question_type("Tell me about gout") is None
+    assert drugs_named("Epinephrine or adrenaline, then Apixaban and a statin") == {"adrenaline", "apixaban", "statin"}
+    assert drugs_named("eGFR 30–44: review the dose, usually limiting it to 1 g/day.") == set()
+
+
+# --- the agent over a real knowledge base ----------------------------------------------------------
+
+def test_a_drug_question_quotes_only_that_drug_and_a_table_row_with_its_headers(make_kb, tmp_path):
+    folder = tmp_path / "notes"
+    kb = make_kb()
+    kb.ingest([
+        write_note(folder, "metformin.md", "Metformin", "medication", {
+            # Not one of these sentences names metformin: only their heading says whose rule it is.
+            "Renal impairment": "Renal function decides the dose.\n\n"
+                                "eGFR 30–44: review the dose, usually limiting it to 1 g/day.\n\n"
+                                "eGFR below 30: stop it.",
+            "Side effects": "Metformin commonly causes nausea and diarrhoea when it is started.",
+        }),
+        write_note(folder, "doac.md", "DOAC dosing", "medication", {"Renal adjustment": DOAC_TABLE}),
+    ])
+    answer = Agent(kb, None).ask("apixaban dose with eGFR 25?")
+    assert not answer.abstained and answer.mode == "extractive", answer.abstain_reason
+    assert "Metformin" in {c.title for c in answer.citations}  # retrieved, so the reader had to leave it out
+    assert titles_quoted(answer) == {"DOAC dosing"}
+    assert "1 g/day" not in answer.answer and "etformin" not in answer.answer
+    assert "Apixaban — Standard: 5 mg twice daily; Reduced dose: 2.5 mg twice daily" in answer.answer
+    assert "Rivaroxaban" not in answer.answer
+    titles = {c.n: c.title for c in answer.citations}
+    for line in quote_lines(answer):  # each quote names its note and section: "DOAC dosing › Renal adjustment"
+        assert line["about"] == f"{titles[int(line['n'])]} › Renal adjustment"
+    assert all(s.text.startswith("DOAC dosing › Renal adjustment: ") for s in answer.sentences)
+
+
+def test_a_sentence_held_by_two_notes_is_quoted_once(make_kb, tmp_path):
+    shared = "Nitrofurantoin 100 mg modified-release twice daily for 3 days treats uncomplicated cystitis in women."
+    kb = make_kb()
+    kb.ingest([  # the same note kept twice, as a local copy and a formulary copy that has moved on a little
+        write_note(tmp_path / "mine", "nitrofurantoin.md", "Nitrofurantoin", "medication", {
+            "Dosing": f"{shared} Take it with food to reduce nausea."}),
+        write_note(tmp_path / "formulary", "nitrofurantoin.md", "Nitrofurantoin", "medication", {
+            "Dosing": f"{shared} Avoid it when eGFR is below 45 ml/min."}),
+    ])
+    answer = Agent(kb, None).ask("What is the nitrofurantoin dose for cystitis in women?")
+    assert answer.mode == "extractive"
+    assert sum(shared in c.text for c in answer.citations) == 2  # both copies were retrieved
+    assert answer.answer.count(shared) == 1
+    assert sum(shared in s.text for s in answer.sentences) == 1
+
+
+def test_a_forced_route_still_finds_and_quotes_the_note_of_another_route(make_kb, tmp_path):
+    folder = tmp_path / "notes"
+    kb = make_kb()
+    kb.ingest([
+        write_note(folder, "anaphylaxis.md", "Anaphylaxis", "treatment", {
+            "Emergency treatment": "Adults with anaphylaxis are given intramuscular adrenaline 500 micrograms "
+                                   "(0.5 mL of 1 in 1000) into the anterolateral thigh. The adrenaline dose is "
+                                   "repeated after 5 minutes if there is no improvement."}),
+        write_note(folder, "lithium.md", "Lithium", "medication", {
+            "Levels": "Lithium serum levels are checked 12 hours after the dose, aiming for 0.4 to 1.0 mmol/L."}),
+        write_note(folder, "warfarin.md", "Warfarin", "medication", {
+            "Dosing": "Warfarin doses are adjusted to keep the INR between 2 and 3 for atrial fibrillation."}),
+        write_note(folder, "amoxicillin.md", "Amoxicillin", "medication", {
+            "Dosing": "Amoxicillin 500 mg three times daily is given for 5 days in low-severity pneumonia."}),
+    ])
+    answer = Agent(kb, None).ask("Adult anaphylaxis: which drug, dose and route?", route="medication")
+    assert answer.route == "medication" and not answer.abstained, answer.abstain_reason
+    assert "Anaphylaxis" in {c.title for c in answer.citations}
+    assert "Anaphylaxis" in titles_quoted(answer)
+    assert "intramuscular adrenaline 500 micrograms" in answer.answer
+
+
+def test_an_uncovered_topic_abstains_while_an_oddly_worded_covered_question_is_answered(make_kb, tmp_path):
+    folder = tmp_path / "notes"
+    kb = make_kb()
+    kb.ingest([
+        write_note(folder, "uti.md", "Urinary tract infection", "treatment", {
+            "First line": "The first-line antibiotic for lower UTI in women is nitrofurantoin 100 mg modified-release "
+                          "twice daily for 3 days.",
+            "Alternatives": "Trimethoprim is the alternative antibiotic when the risk of resistance is low.",
+            "Missed doses": "If a dose of nitrofurantoin is missed, take it as soon as you remember, unless the next "
+                            "dose is nearly due. Never take two doses together to make up for a missed dose.",
+        }),
+        write_note(folder, "pneumonia.md", "Community-acquired pneumonia", "treatment", {
+            "First line": "The first-line antibiotic for low-severity pneumonia is amoxicillin 500 mg three times "
+                          "daily.",
+            "Penicillin allergy": "In penicillin allergy the antibiotic is doxycycline or clarithromycin instead.",
+            "Duration": "The antibiotic course for pneumonia lasts 5 days in most adults.",
+        }),
+    ])
+    agent = Agent(kb, None)
+    uncovered = agent.ask("Which antibiotic cream is used for impetigo?")
+    assert uncovered.abstained and uncovered.mode == "abstained" and uncovered.citations == []
+    assert "impetigo" in uncovered.abstain_reason
+
+    covered = agent.ask("I forgot my nitrofurantoin at lunchtime, what now?")
+    assert not covered.abstained, covered.abstain_reason
+    assert covered.mode == "extractive"
+    assert "take it as soon as you remember" in covered.answer
+
+
+def test_evidence_comes_first_and_only_a_relevant_supported_answer_replaces_it(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    question = "What raises lithium levels?"
+
+    # Every sentence passes the check (copied word for word, cited correctly), but from the gout note.
+    off_topic = ScriptedBackend("", lambda prompt: "Colchicine 500 micrograms two to four times daily, or an NSAID "
+                                "such as naproxen, treats an acute gout flare "
+                                f"[{number_of(prompt, 'Gout flare', 'First line')}].")
+    shown = []
+    answer = Agent(kb, lambda: off_topic).ask(question, on_evidence=lambda a: shown.append(
+        (a.mode, a.answer, len(off_topic.prompts))))
+    assert shown and shown[0][0] == "extractive" and shown[0][1].startswith("From the sources")
+    assert shown[0][2] == 0  # the evidence answer was complete before the model was asked anything
+    assert len(off_topic.prompts) == 2  # ... and the model did write an answer afterwards
+    assert answer.generated and all(s.supported for s in answer.generated), answer.generated
+    assert answer.mode == "extractive" and answer.answer == shown[0][1]
+    assert "Colchicine" not in answer.answer and "Thiazide diuretics" in answer.answer
+
+    relevant = ScriptedBackend("", lambda prompt: "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium "
+                               f"levels [{number_of(prompt, 'Lithium monitoring', 'Interactions')}].")
+    answer = Agent(kb, lambda: relevant).ask(question)
+    assert answer.mode == "generated"
+    assert answer.answer.startswith("Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels [")
+    assert [s.supported for s in answer.sentences] == [True]
+
+
+def test_without_generation_the_model_is_never_loaded_unless_retrieval_is_off(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    answer = Agent(kb, lambda: pytest.fail("the model must not be loaded"), generate=False).ask(
+        "What raises lithium levels?")
+    assert answer.mode == "extractive" and answer.answer.startswith("From the sources")
+    assert "Thiazide diuretics" in answer.answer and answer.model == "" and "generate_s" not in answer.timings
+
+    backend = ScriptedBackend("", "Drink water.")
+    answer = Agent(kb, lambda: backend, generate=False).ask("What raises lithium levels?", use_rag=False)
+    assert backend.prompts and answer.mode == "unsourced" and "Drink water." in answer.answer
