@@ -87,12 +87,17 @@ def _read_local(path: Path, report: DataReport) -> list[dict]:
         raise FinetuneError(f"cannot read {path}: {exc}") from None
     except Exception as exc:  # pyarrow's errors have no common base worth naming
         raise FinetuneError(f"cannot read {path}: {exc}") from None
-    rows = []
-    # JSONL: a bad line is counted and skipped, the rest still train. split("\n"), not splitlines(): a text
-    # field may hold U+2028/U+2029 unescaped (json.dumps(ensure_ascii=False) writes them so), no line end in JSONL.
-    for line in text.split("\n"):
-        if not line.strip():
-            continue
+    rows, bad = jsonl_objects(text)  # a bad line is counted and skipped, the rest still train
+    report.unreadable += bad
+    return rows
+
+
+def jsonl_objects(text: str) -> tuple[list[dict], int]:
+    """The JSON objects of JSONL text, and how many non-empty lines were not one. split("\n"), not
+    splitlines(): a text field may hold U+2028/U+2029 unescaped (json.dumps(ensure_ascii=False) writes them
+    so, and PubMedQA has them), which are no line end in JSONL."""
+    rows, bad = [], 0
+    for line in filter(str.strip, text.split("\n")):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -100,8 +105,8 @@ def _read_local(path: Path, report: DataReport) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
         else:
-            report.unreadable += 1
-    return rows
+            bad += 1
+    return rows, bad
 
 
 def _read_hub(cfg: DataSection) -> list[dict]:

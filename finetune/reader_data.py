@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from finetune.config import FinetuneError
+from finetune.data import jsonl_objects
 from finetune.prompt import SourceText, build_prompt
 
 NOT_IN_SOURCES = "The sources do not say."  # the fixed start of every unanswerable answer: the assistant detects it
@@ -194,20 +195,11 @@ def _read_jsonl(path: Path, name: str, report: BuildReport, say) -> list[dict]:
         say(f"{path.name} not found: no {NAMES[name]} rows")
         return []
     try:
-        # split("\n"), not splitlines(): a text field may hold U+2029 (PubMedQA does), which is no line end in JSONL
-        lines = path.read_text(encoding="utf-8").split("\n")
+        rows, bad = jsonl_objects(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise FinetuneError(f"{path}: cannot read it ({exc})") from None
-    rows = []
-    for line in filter(str.strip, lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            report.skipped[f"{name}_unreadable_line"] += 1
+    if bad:
+        report.skipped[f"{name}_unreadable_line"] += bad
     say(f"{path.name}: {len(rows):,} rows")
     return rows
 
