@@ -113,3 +113,20 @@ def test_unreachable_chroma_server_exits_3(home):
 def test_help_documents_exit_codes():
     result = run("--help")
     assert "Exit codes" in result.output and "3  bad configuration" in result.output
+
+
+def test_ask_prints_the_evidence_first_and_loads_no_model_by_default(home, notes, tiny_model):
+    """By default the evidence reader answers alone; with a model on, the quotes come first and stand when
+    the model's text does not pass the check (the tiny random model's never does)."""
+    run("ingest", str(notes["gout"]))
+    alone = run("ask", "How is an acute gout flare treated?")
+    assert alone.exit_code == 0, alone.output
+    assert "From the sources" in alone.stdout and "Colchicine" in alone.stdout
+    assert "mode: extractive" in alone.stdout and "model:" not in alone.stdout  # no model was loaded
+
+    both = run("ask", "--model", str(tiny_model), "--generate", "always", "How is an acute gout flare treated?")
+    assert both.exit_code == 0, both.output
+    evidence, _, rest = both.stdout.partition("did not pass the citation check")
+    assert "From the sources" in evidence and "Colchicine" in evidence and rest  # the quotes came before the verdict
+    rest = " ".join(rest.split())  # the status line may wrap at the runner's 80 columns
+    assert "mode: extractive" in rest and f"model: {tiny_model}" in rest, rest
