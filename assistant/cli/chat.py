@@ -18,12 +18,14 @@ def register(main: click.Group) -> None:
 @click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader': the packaged grounded reader.")
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai.")
 @click.option("--no-rag", is_flag=True, help="Model-only answers, labelled unsourced.")
+@click.option("--generate", type=click.Choice(["auto", "always", "never"]),
+              help="Let the model answer after the quotes: auto (default) skips the bare packaged model.")
 @click.pass_obj
-def chat(obj, no_history, backend, model, adapter, base_url, no_rag):
+def chat(obj, no_history, backend, model, adapter, base_url, no_rag, generate):
     """Chat in the terminal: cited answers, reasoning, sources, ingest, saved sessions (F1 lists the keys)."""
     from assistant.tui.app import MedassistApp
 
-    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url)
+    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, generate=generate)
     config = replace(obj.config, **{key: value for key, value in flags.items() if value})
     if no_rag:
         config = replace(config, use_rag=False)

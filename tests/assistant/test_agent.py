@@ -131,7 +131,8 @@ def test_ask_with_the_real_default_model_offline(gemma_models, tmp_path, monkeyp
         return real_connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
-    result = CliRunner().invoke(main_cli(), ["ask", "--json", "What is the apixaban dose for atrial fibrillation?"])
+    result = CliRunner().invoke(main_cli(), ["ask", "--json", "--generate", "always",
+                                             "What is the apixaban dose for atrial fibrillation?"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["route"] == "medication" and answer["model"] == "gemma-3-270m"

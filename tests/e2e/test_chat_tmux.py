@@ -48,7 +48,7 @@ def terminal(gemma_models, tmp_path_factory):
     session = f"medassist-test-{os.getpid()}"
     # COLUMNS/LINES, if an earlier test left them in the environment, would override the pane's size for the app.
     command = (f"env -u COLUMNS -u LINES MEDASSIST_HOME={shlex.quote(str(home))} TERM=xterm-256color "
-               f"{shlex.quote(MEDASSIST)} chat")
+               f"{shlex.quote(MEDASSIST)} chat --generate always")  # the model writes after the quotes
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "45", command], check=True)
     terminal = Terminal(session)
     try:
