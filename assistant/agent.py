@@ -1,4 +1,4 @@
-"""The clinical agent: route -> retrieve -> generate -> check citations -> `Answer`.
+"""The clinical agent: route -> retrieve -> read the evidence -> generate -> check citations -> `Answer`.
 
 Everything the CLI and the TUI show comes from the `Answer` built here (DESIGN.md's contract).
 """

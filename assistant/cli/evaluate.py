@@ -92,6 +92,7 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
     of a fixed order: each dataset shuffled with --seed, then the datasets taken in turn, so N=100
     on MIRAGE's five sets asks 20 of each, and N=200 includes those 100.
     """
+    from assistant.config import ADAPTERS
     from assistant.evaluation import EvalError, RunConfig, load_mcq, markdown_table, run_mcq, sample_items
 
     config = obj.config
@@ -113,7 +114,8 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
     err.print(f"Loading {config.model or 'the default model'} ({config.backend})...")
     model_backend = config.backend_factory()(on_status=lambda message: err.print(f"[dim]{message}[/]"))
     run = RunConfig(model=model_backend.model_name, backend=model_backend.name,
-                    adapter=str(Path(config.adapter).resolve()) if config.adapter else None, use_rag=kb is not None,
+                    adapter=str(Path(ADAPTERS.get(config.adapter, config.adapter)).resolve()) if config.adapter else None,
+                    use_rag=kb is not None,
                     k=config.k, index=f"{kb.home.resolve()}@{kb.manifest.generation}" if kb else None,
                     settings=asdict(settings))
     folder = Path(out_dir) if out_dir else config.home / "evals"
