@@ -276,8 +276,10 @@ async def test_help_lists_every_key_and_the_palette_has_every_action(home, tiny_
 
 # --- snapshots (SVG, in tests/assistant/__snapshots__; after an intended change: pytest --snapshot-update) ------
 async def _settled(pilot, app, question: str | None = None) -> None:
-    """Wait for the services (and an answer), then pin what varies between runs: paths and speed."""
-    await until(pilot, lambda: app.agent is not None)
+    """Wait for the services (and an answer), then pin what varies between runs: paths and speed. The loader
+    sets its last status after the agent exists: waiting for it to finish keeps that from landing after the pin
+    (seen under load: the settings snapshot then showed the loader's status)."""
+    await until(pilot, lambda: app.agent is not None and app._services_ready.is_set())
     if question:
         await ask(pilot, app, question)
         await pilot.press("ctrl+o")  # the passage panel shows checkout paths
