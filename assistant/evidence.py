@@ -65,7 +65,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                    r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*)\b"),
 }
 _DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
-_CLASS = re.compile(r"^(?:sglt2|glp-?1|doac|ssri|snri|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
+_CLASS = re.compile(r"^(?:sglt2|glp-?1|doacs?|ssris?|snris?|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
                     r"beta[- ]?blockers?|diuretics?|anticoagulants?|antidepressants?|opioids?|steroids?|inhalers?)$")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
