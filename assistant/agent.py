@@ -126,7 +126,8 @@ class Agent:
                                 for n, p in enumerate(passages, start=1)]
             best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
             words = self._question_words(question)
-            missing = self._uncovered(words, answer.citations, best)
+            rare = self._rare(words)
+            missing = self._uncovered(words, rare, answer.citations, best)
             if best < MIN_RELEVANCE or missing:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
@@ -139,7 +140,6 @@ class Agent:
                 return answer
             t = time.perf_counter()
             answer.mode = "extractive"
-            rare = self._rare(words)
             quotes = self._read(question, answer.citations, rare)
             answer.answer, answer.sentences = quoted(quotes)
             timings["evidence_s"] = time.perf_counter() - t
@@ -209,7 +209,8 @@ class Agent:
         limit = max(3, RARE_SHARE * self.kb.retriever.chunk_count)
         return frozenset(w for w, count in words.items() if 0 < count <= limit)
 
-    def _uncovered(self, words: dict[str, int], citations: list[Citation], best: float) -> list[str]:
+    def _uncovered(self, words: dict[str, int], rare: frozenset[str], citations: list[Citation],
+                   best: float) -> list[str]:
         """Words of the question that no indexed chunk holds ("impetigo"), when the passages found are only
         loosely related and hold none of the question's rare known words. Similarity alone would answer
         "Which antibiotic cream is used for impetigo?" from the notes on other antibiotics; a clinical question
@@ -220,7 +221,7 @@ class Agent:
             return []
         retriever = self.kb.retriever
         held = set().union(*(retriever.document_frequencies(f"{c.title} {c.section} {c.text}") for c in citations))
-        return [] if self._rare(words) & held else unknown
+        return [] if rare & held else unknown
 
     def _generate(self, backend, question, citations, on_text, cancel) -> tuple[str, str]:
         sources = [source_text(c.n, c.title, c.section, c.text) for c in citations] if citations else None

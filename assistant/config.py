@@ -57,11 +57,11 @@ class Config:
 
     def generates(self) -> bool:
         """Does the model write an answer after the evidence (see `generate`)?"""
-        if self.generate not in GENERATE_CHOICES:
-            raise ConfigError(f"setting 'generate' must be one of {', '.join(GENERATE_CHOICES)}, got {self.generate!r}")
+        from assistant.backends.base import ALIASES
+
         if self.generate != "auto":
             return self.generate == "always"
-        return bool(self.adapter or self.model or self.backend not in ("transformers", "hf", "local", "torch"))
+        return bool(self.adapter or self.model or ALIASES.get(self.backend, self.backend) != "transformers")
 
     def generation_settings(self):
         from assistant.backends import GenerationSettings
@@ -125,6 +125,9 @@ def _coerce(name: str, value, path: Path):
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r} (from {path}, MEDASSIST_{name.upper()} or a flag) "
                           f"must be {kind}, got {value!r}") from None
+    if name == "generate" and value not in GENERATE_CHOICES:
+        raise ConfigError(f"setting 'generate' (from {path}, MEDASSIST_GENERATE or a flag) must be one of "
+                          f"{', '.join(GENERATE_CHOICES)}, got {value!r}")
     if isinstance(value, (int, float)) and (value < 0 or value == 0 and name != "temperature"):
         raise ConfigError(f"setting {name!r} must be positive, got {value}")  # temperature 0 means greedy
     return value

@@ -39,32 +39,6 @@ def _joined(text: str) -> str:
     return re.sub(r"\*\*(\w{1,3})\*\*(?=\w)", r"\1", text)
 
 
-def quotable_sentences(text: str) -> list[str]:
-    """Sentences of a passage fit to quote on their own. A sentence ending in ":" introduces the list
-    or table below it and says nothing alone ("For moderate or high severity:"), so it is not quoted
-    by itself but put in front of the first sentence of each of its items (for a list item ending in
-    ":", of each item indented under it)."""
-    quotable, lead, lead_indent, in_items = [], None, -1, False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            lead = None if in_items else lead  # blank lines may precede the items, but one after them ends the list
-            continue
-        if not any(ch.isalnum() for ch in line):  # a table's rule line
-            continue
-        indent = len(raw) - len(raw.lstrip())
-        item = bool(_LIST_MARK.match(line)) or line.startswith("|")
-        if not item or indent <= lead_indent:
-            lead = None
-        sentences = split_sentences(line)
-        if lead and sentences:
-            sentences[0], in_items = f"{lead} {sentences[0]}", True
-        if sentences and sentences[-1].endswith(":"):
-            lead, lead_indent, in_items = sentences.pop(), indent if item else -1, False
-        quotable += sentences
-    return quotable
-
-
 def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
 

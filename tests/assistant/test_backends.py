@@ -87,6 +87,19 @@ def test_generation_settings_come_from_config_env_and_flags(tmp_path, monkeypatc
         load_config(tmp_path)
 
 
+def test_the_model_writes_after_the_quotes_only_when_it_is_more_than_the_bare_packaged_model(tmp_path, monkeypatch):
+    from assistant.config import ConfigError, load_config
+
+    assert not load_config(tmp_path).generates()  # auto, the bare packaged Gemma-3-270M
+    assert load_config(tmp_path, adapter="reader").generates() and load_config(tmp_path, backend="openai").generates()
+    assert not load_config(tmp_path, backend="hf").generates()  # an alias of transformers
+    assert load_config(tmp_path, generate="always").generates()
+    assert not load_config(tmp_path, model="m", generate="never").generates()
+    monkeypatch.setenv("MEDASSIST_GENERATE", "sometimes")
+    with pytest.raises(ConfigError, match="generate"):
+        load_config(tmp_path)
+
+
 def test_a_stop_string_split_across_pieces_is_never_shown():
     from assistant.backends.base import StopStream
 

@@ -116,6 +116,24 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert drugs_named("eGFR 30–44: review the dose, usually limiting it to 1 g/day.") == set()
 
 
+def test_a_list_lead_in_is_quoted_only_in_front_of_its_items():
+    """(Moved from test_grounding with the logic it tests.)"""
+    text = ("Consider admission when any of the following is present:\n\n- oxygen saturation below 92%;\n"
+            "- new confusion or drowsiness.\n\n| CURB-65 score | Place of care |\n|---|---|\n"
+            "| 0 or 1 | at home |\n\nOtherwise treat at home. Review in 48 hours.")
+    quoted = [u.text for u in units(1, "Pneumonia", "Place of care", text)]
+    assert quoted[:3] == [
+        "Consider admission when any of the following is present: oxygen saturation below 92%;",
+        "Consider admission when any of the following is present: new confusion or drowsiness.",
+        "0 or 1 — Place of care: at home"]  # the blank line ended the list: the table is not its item
+    assert "Otherwise treat at home. Review in 48 hours." in quoted  # a short sentence goes with the next
+    nested = "- Chest X-ray to confirm it.\n- For moderate or high severity:\n  - blood and sputum cultures;\n" \
+             "  - urinary antigen tests.\n- Give antibiotics within 4 hours."
+    assert [u.text for u in units(1, "Pneumonia", "Tests", nested)] == [
+        "Chest X-ray to confirm it.", "For moderate or high severity: blood and sputum cultures;",
+        "For moderate or high severity: urinary antigen tests.", "Give antibiotics within 4 hours."]
+
+
 # --- the agent over a real knowledge base ----------------------------------------------------------
 
 def test_a_drug_question_quotes_only_that_drug_and_a_table_row_with_its_headers(make_kb, tmp_path):
