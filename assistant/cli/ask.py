@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import click
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from assistant.cli.knowledge import ensure_starter, err, out
 from corpus import ROUTES
@@ -52,7 +53,7 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
         if status:
             status.start()
         try:
-            return factory(on_status=lambda message: err.print(f"[dim]{message}[/]"))
+            return factory(on_status=lambda message: err.print(f"[dim]{escape(message)}[/]"))
         finally:
             if status:
                 status.stop()
@@ -93,7 +94,8 @@ def print_answer(answer, final: bool = True, body: bool = True, notice: bool = T
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
             where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
-            out.print(f"  [{c.n}] {c.title}" + (f" — {where}" if where else "") + f"  [dim]{c.source}[/]")
+            out.print(f"  [{c.n}] {escape(c.title)}" + (f" — {escape(where)}" if where else "")
+                      + f"  [dim]{escape(c.source)}[/]")
     confidence = f"{answer.route_confidence:.0%}"
     out.print(f"\n[dim]route: {answer.route} ({confidence}) · mode: {answer.mode}"
               + (f" · model: {answer.model} ({answer.backend})" if answer.model else "")

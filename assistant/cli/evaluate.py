@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from assistant.cli.knowledge import STATUS_STYLE, err, ingest_progress, out
 
@@ -111,8 +112,8 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
         if kb.manifest.count_ready_chunks() == 0:
             raise EvalError(f"the index in {kb.home} is empty: build one with `medassist eval build-index "
                             f"--home {kb.home} --medquad FILE --openfda FILE`, or pass --no-rag")
-    err.print(f"Loading {config.model or 'the default model'} ({config.backend})...")
-    model_backend = config.backend_factory()(on_status=lambda message: err.print(f"[dim]{message}[/]"))
+    err.print(f"Loading {config.model or 'the default model'} ({config.backend})...", markup=False)
+    model_backend = config.backend_factory()(on_status=lambda message: err.print(f"[dim]{escape(message)}[/]"))
     run = RunConfig(model=model_backend.model_name, backend=model_backend.name,
                     adapter=str(Path(ADAPTERS.get(config.adapter, config.adapter)).resolve()) if config.adapter else None,
                     use_rag=kb is not None,
@@ -120,7 +121,7 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
                     settings=asdict(settings))
     folder = Path(out_dir) if out_dir else config.home / "evals"
     err.print(f"{len(items)} questions · {'retrieval k=' + str(config.k) if kb else 'no retrieval'} · "
-              f"configuration {run.key} · answers in {folder / 'answers.jsonl'}")
+              f"configuration {run.key} · answers in {folder / 'answers.jsonl'}", markup=False)
     progress, update = _progress("answering")
     with progress:
         summary = run_mcq(items, model_backend, settings, folder, run, kb=kb, batch_size=batch_size,
@@ -130,8 +131,8 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
         return
     if summary["resumed"]:
         err.print(f"{summary['resumed']} answers reused from an earlier run of this configuration.")
-    out.print(markdown_table(summary))
-    err.print(f"summary: {folder / f'summary-{run.key}.json'}")
+    out.print(markdown_table(summary), markup=False)
+    err.print(f"summary: {folder / f'summary-{run.key}.json'}", markup=False)
 
 
 @evaluate.command("build-index")
@@ -156,7 +157,7 @@ def build_index(obj, index_home, medquad, openfda):
                                    on_progress=on_progress)
     counts = {s: sum(r.status == s for r in results) for s in STATUS_STYLE}
     err.print(f"[bold]Done:[/] {', '.join(f'{n} {s}' for s, n in counts.items() if n)}; "
-              f"{kb.manifest.count_ready_chunks()} chunks in {kb.home}.")
+              f"{kb.manifest.count_ready_chunks()} chunks in {escape(str(kb.home))}.")
     if counts["failed"]:
         sys.exit(1)
 

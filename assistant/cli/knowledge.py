@@ -9,11 +9,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from corpus import ROUTES
 
+# Text from documents, users and errors goes through `escape`: to rich, "[draft notes]" is a style to drop and
+# "[/INST]" a closing tag to crash on.
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per file, never wrapped mid-path
 STATUS_STYLE = {"added": "green", "replaced": "cyan", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
@@ -30,12 +33,13 @@ def ingest_progress(description: str):
         def on_progress(p) -> None:
             progress.update(files, completed=p.files_done, total=p.files_total)
             progress.update(chunks, completed=p.chunks_done, total=p.chunks_total or None,
-                            description=f"  {Path(p.path).name}" if p.chunks_total else "  chunks")
+                            description=f"  {escape(Path(p.path).name)}" if p.chunks_total else "  chunks")
 
         def on_result(result) -> None:
             style = STATUS_STYLE[result.status]
             detail = f"{result.chunks} chunks" if result.status in ("added", "replaced") else (result.reason or "")
-            progress.console.print(f"[{style}]{result.status:>9}[/] {result.path}  [dim]{detail}[/]")
+            progress.console.print(f"[{style}]{result.status:>9}[/] {escape(str(result.path))}  "
+                                   f"[dim]{escape(detail)}[/]")
 
         yield on_result, on_progress
 
@@ -99,7 +103,8 @@ def sources(obj, as_json):
     table = Table("doc_id", "title", "routes", "chunks", "ingested", box=None)
     table.add_column("source", overflow="fold")
     for d in docs:
-        table.add_row(d.doc_id[:12], d.title, ",".join(d.routes), str(d.n_chunks), d.ingested_at[:10], d.source)
+        table.add_row(d.doc_id[:12], escape(d.title), ",".join(d.routes), str(d.n_chunks), d.ingested_at[:10],
+                      escape(d.source))
     out.print(table)
     err.print(f"{len(docs)} documents, {sum(d.n_chunks for d in docs)} chunks.")
 
@@ -111,10 +116,10 @@ def remove(obj, key):
     """Remove a document completely, by DOC_ID (or its first 8+ characters) or by source PATH."""
     removed = obj.kb.remove(key)
     if not removed:
-        err.print(f"[red]No document matches {key!r}[/] (see `medassist sources`).")
+        err.print(f"[red]No document matches {escape(repr(key))}[/] (see `medassist sources`).")
         sys.exit(1)
     for d in removed:
-        err.print(f"removed {d.doc_id[:12]} {d.title} ({d.n_chunks} chunks) {d.source}")
+        err.print(f"removed {d.doc_id[:12]} {escape(d.title)} ({d.n_chunks} chunks) {escape(d.source)}")
 
 
 @click.command()
@@ -135,11 +140,11 @@ def search(obj, query, k, route, mode, as_json):
     for n, p in enumerate([] if as_json else passages, start=1):
         c = p.chunk
         where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
-        out.print(f"[bold][{n}] {c.title}[/]" + (f" — {where}" if where else "")
+        out.print(f"[bold][{n}] {escape(c.title)}[/]" + (f" — {escape(where)}" if where else "")
                   + f"  [dim]score {p.score:.4f} · {','.join(c.routes)}[/]")
-        out.print(f"    [dim]{c.source}[/]")
+        out.print(f"    [dim]{escape(c.source)}[/]")
         text = " ".join(c.text.split())
-        out.print(f"    {text[:300]}{'…' if len(text) > 300 else ''}\n")
+        out.print(f"    {text[:300]}{'…' if len(text) > 300 else ''}\n", markup=False)
     if not passages:
         err.print("No passages matched.")
         sys.exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.markup import escape
 
 from assistant.cli.knowledge import out
 
@@ -31,4 +32,4 @@ def route(questions, as_json):
         print(json.dumps(rows, indent=2))
         return
     for row in rows:
-        out.print(f"[bold]{row['route']:<10}[/] {row['confidence']:.0%}  {row['question']}")
+        out.print(f"[bold]{row['route']:<10}[/] {row['confidence']:.0%}  {escape(row['question'])}")

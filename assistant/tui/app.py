@@ -151,7 +151,7 @@ class MedassistApp(App[None]):
         path = self.config.home / "exports" / f"chat-{conversation_id}.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.history.export_markdown(conversation_id), encoding="utf-8")
-        self.notify(f"Exported to {path}")
+        self.notify(f"Exported to {path}", markup=False)  # a path is text, not markup
         return path
 
     def rename_chat(self) -> None:
@@ -163,7 +163,7 @@ class MedassistApp(App[None]):
         def rename(title: str | None) -> None:
             if title:
                 self.history.rename(current.id, title)
-                self.notify(f"Renamed to “{title}”")
+                self.notify(f"Renamed to “{title}”", markup=False)
 
         self.push_screen(TextPrompt("New name for this chat", current.title), rename)
 
@@ -194,7 +194,8 @@ class MedassistApp(App[None]):
                 stored.pop(key, None)
             path.write_text(tomli_w.dumps(stored), encoding="utf-8")
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            self.notify(f"Settings apply to this session only: cannot write {path} ({exc})", severity="error")
+            self.notify(f"Settings apply to this session only: cannot write {path} ({exc})", severity="error",
+                        markup=False)
         self.config = replace(self.config, **changed)
         self.notify("Settings saved")
         if set(changed) & set(MODEL_SETTINGS):

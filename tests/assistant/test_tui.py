@@ -10,6 +10,7 @@ import tomllib
 
 import pytest
 from conftest import write_note
+from textual.geometry import Region
 
 from assistant.config import load_config
 from assistant.tui.app import MedassistApp
@@ -251,6 +252,39 @@ async def test_ingest_from_the_app_while_the_chat_keeps_working(home, tiny_model
         await pilot.press("escape")
         answer = await ask(pilot, app, "How is Kawasaki disease diagnosed?")
         assert any(c["title"] == "Kawasaki disease" for c in answer["citations"])
+
+
+def shown(widget) -> str:
+    """The text a widget puts on screen: its wrapped lines joined, its border dropped."""
+    text = " ".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.outer_size)))
+    return " ".join(text.translate({ord(c): " " for c in "▊▎▔▁"}).split())
+
+
+async def test_brackets_in_questions_titles_and_chat_names_are_text_not_markup(home, tiny_model, tmp_path):
+    """`[/b]` in a question, a document title or a chat name crashed the app (MarkupError); `[draft notes]`
+    vanished from what was shown. What users and documents write is text, never markup."""
+    title = "Kawasaki disease [/b] [draft notes]"
+    note = write_note(tmp_path / "mine", "kawasaki.md", title, "diagnosis", {
+        "Criteria": "Kawasaki disease is diagnosed by fever for five days or more with four of five principal "
+                    "features: conjunctival injection, oral changes, rash, extremity changes and cervical lymph nodes."})
+    app = make_app(home, tiny_model, generate="never")
+    async with app.run_test(size=SIZE) as pilot:
+        app.ingest([str(note)])
+        await until(pilot, lambda: any(line.startswith("done:") for line in app.ingest_lines))
+        question = "what does [/b] mean in Kawasaki disease [draft notes]?"
+        answer = await ask(pilot, app, question)
+        assert str(last_exchange(app).query_one(".question").render()) == f"You  {question}"
+        assert any(c["title"] == title for c in answer["citations"])
+        assert title in shown(app.chat.query_one("#source-list"))
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: question in shown(app.screen.query_one("#chats")), timeout=10)
+        await pilot.press("escape")
+        app.rename_chat()  # its notice quotes the new name
+        await pilot.pause()
+        app.screen.query_one("#prompt-input").value = "[/INST] notes [b]"
+        await pilot.press("enter")
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: "[/INST] notes [b]" in shown(app.screen.query_one("#chats")), timeout=10)
 
 
 async def test_missing_model_is_reported_and_answers_still_quote_the_sources(home, tmp_path):

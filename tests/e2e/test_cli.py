@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.cli import main
+from conftest import write_note
 from index.manifest import Manifest
 
 MEDASSIST = str(Path(sys.executable).parent / "medassist")
@@ -28,9 +29,9 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 def run(*args: str):
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output + result.stderr
-    return result
+    """The CLI in process; an exception it does not handle fails the test with its traceback (expected failures
+    are one line and an exit code)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def test_first_command_ingests_starter_notes_once(tmp_path):
@@ -130,3 +131,19 @@ def test_ask_prints_the_evidence_first_and_loads_no_model_by_default(home, notes
     assert "From the sources" in evidence and "Colchicine" in evidence and rest  # the quotes came before the verdict
     rest = " ".join(rest.split())  # the status line may wrap at the runner's 80 columns
     assert "mode: extractive" in rest and f"model: {tiny_model}" in rest, rest
+
+
+def test_brackets_in_titles_paths_and_questions_are_printed_as_written(home, tmp_path):
+    """Rich read `[draft notes]` as a style (the words vanished) and crashed on `[/INST]`: what documents and
+    users write is printed as text, never as markup."""
+    title = "Gout [draft notes] [/INST]"
+    note = write_note(tmp_path / "[notes]", "gout [v2].md", title, "treatment", {
+        "First line [/b]": "Colchicine 500 micrograms two to four times daily treats an acute gout flare."})
+    assert "gout [v2].md" in run("ingest", str(note)).stderr
+    listed = run("sources").stdout
+    assert all(word in listed for word in title.split())  # the table wraps the title at 80 columns
+    assert f"[1] {title} — First line [/b]" in run("search", "colchicine for a gout flare").stdout
+    assert title in run("ask", "what does [/b] mean for colchicine in a gout flare?").stdout
+    doc_id = json.loads(run("sources", "--json").stdout)[0]["doc_id"]
+    assert title in run("remove", doc_id).stderr
+    assert "[/b] [x y]?" in run("route", "what does [/b] [x y]?").stdout

@@ -28,7 +28,7 @@ class HistoryScreen(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Label("Chats (Enter: resume · r: rename · d: delete · e: export · Esc: close)")
-            yield OptionList(id="chats")
+            yield OptionList(id="chats", markup=False)  # chat names are what users typed: text, not markup
         yield Footer()
 
     def on_mount(self) -> None:

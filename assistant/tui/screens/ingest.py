@@ -47,7 +47,7 @@ class IngestScreen(ModalScreen[None]):
             return
         path = Path(raw).expanduser()
         if not path.exists():
-            self.notify(f"{path} does not exist.", severity="error")
+            self.notify(f"{path} does not exist.", severity="error", markup=False)
             return
         if self.app.ingest_progress is not None:
             self.notify("An ingest is already running.", severity="warning")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.content import Content
 from textual.widgets import Collapsible, Markdown, Static
 
 
@@ -22,14 +23,15 @@ class Exchange(Vertical):
         self.evidence: dict | None = None  # the evidence answer (as_dict), shown while the model writes
 
     def compose(self) -> ComposeResult:
-        yield Static(f"[b]You[/b]  {self.question}", classes="question", markup=True)
-        yield Static("", classes="emergency")
-        yield Static("routing and searching…", classes="badge")
+        # What users, documents and errors write is text, never markup: "[/b]" in a question would not parse
+        yield Static(Content.assemble(("You", "bold"), "  ", self.question), classes="question")
+        yield Static("", classes="emergency", markup=False)
+        yield Static("routing and searching…", classes="badge", markup=False)
         with Collapsible(title="Reasoning", collapsed=True, classes="reasoning"):
             yield Static("", classes="reasoning-text", markup=False)
         yield Markdown("", classes="answer")
         yield Static("", classes="draft", markup=False)  # the model's text while it streams, before its check
-        yield Static("", classes="disclaimer")
+        yield Static("", classes="disclaimer", markup=False)
 
     def show_reasoning(self, show: bool) -> None:
         self.query_one(Collapsible).collapsed = not show

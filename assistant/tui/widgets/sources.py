@@ -20,7 +20,7 @@ class SourcesPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Sources", classes="panel-title")
-        yield OptionList(id="source-list")
+        yield OptionList(id="source-list", markup=False)  # document titles are text, not markup
         with VerticalScroll(id="passage-scroll"):
             yield Static("Ask a question; its sources appear here.", id="passage", markup=False)
 

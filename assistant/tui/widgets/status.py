@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -11,10 +12,10 @@ class StatusBar(Static):
     model = reactive("")
     tokens_per_s = reactive(0.0)
 
-    def render(self) -> str:
+    def render(self) -> Content:
         parts = [self.state]
         if self.model:
             parts.append(self.model)
         if self.tokens_per_s:
             parts.append(f"{self.tokens_per_s:.1f} tok/s")
-        return " · ".join(parts)
+        return Content(" · ".join(parts))  # text, not markup: states quote error messages and paths
