@@ -17,7 +17,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from assistant.config import Config, ConfigError
+from assistant.config import Config
+from assistant.errors import describe
 from assistant.history import History
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.screens.help import HelpScreen
@@ -72,7 +73,6 @@ class MedassistApp(App[None]):
     def load_services(self) -> None:
         from assistant.agent import Agent
         from assistant.backends.base import BackendError
-        from index.store import StoreError
 
         call = self.call_from_thread
         self._services_ready.clear()
@@ -102,9 +102,9 @@ class MedassistApp(App[None]):
                 call(self.set_status, f"no model ({self.load_error}); answers quote the sources")
             else:
                 call(self.set_status, "ready", "evidence reader (no model)")
-        except (StoreError, ConfigError, OSError) as exc:
-            self.load_error = str(exc)
-            call(self.set_status, f"error: {exc}")
+        except Exception as exc:  # a worker error would quit the app: the bar says why, and the chat still runs
+            self.load_error = describe(exc)
+            call(self.set_status, f"error: {self.load_error}")
         finally:
             self._services_ready.set()
 
@@ -125,7 +125,8 @@ class MedassistApp(App[None]):
             if self.conversation_id is None:
                 self.conversation_id = self.history.start(content)
             conversation = self.conversation_id
-        self.history.add(conversation, role, content, answer)
+        if self.history.conversation(conversation) is not None:  # None: deleted while its answer was written
+            self.history.add(conversation, role, content, answer)
         return conversation
 
     # --- chats ----------------------------------------------------------------------------------
@@ -167,11 +168,14 @@ class MedassistApp(App[None]):
 
         self.push_screen(TextPrompt("New name for this chat", current.title), rename)
 
-    async def delete_chat(self) -> None:
-        if self.conversation_id is not None:
-            self.history.delete(self.conversation_id)
+    async def delete_chat(self, conversation_id: int | None = None) -> None:
+        """Delete a chat (the current one by default); deleting the one on screen also stops its answer."""
+        conversation_id = conversation_id or self.conversation_id
+        if conversation_id is not None:
+            self.history.delete(conversation_id)
             self.notify("Chat deleted")
-        await self.action_new_chat()
+        if conversation_id in (self.conversation_id, None):
+            await self.action_new_chat()
 
     # --- settings, ingest, help -----------------------------------------------------------------
     def action_settings(self) -> None:
@@ -222,8 +226,14 @@ class MedassistApp(App[None]):
             detail = result.reason or (f"{result.chunks} chunks" if result.chunks else "")
             call(self._ingest_event, f"{result.status:<9} {result.path}" + (f" — {detail}" if detail else ""), None)
 
-        results = self.kb.ingest(paths, recursive=recursive, on_result=on_result,
-                                 on_progress=lambda p: call(self._ingest_event, None, (p.files_done, p.files_total)))
+        try:
+            results = self.kb.ingest(paths, recursive=recursive, on_result=on_result,
+                                     on_progress=lambda p: call(self._ingest_event, None, (p.files_done, p.files_total)))
+        except Exception as exc:  # a locked database, a Chroma error: reported, and the chat goes on
+            call(self._ingest_event, f"stopped: {describe(exc)}", None)
+            call(setattr, self, "ingest_progress", None)
+            call(self.notify, f"Ingest stopped: {describe(exc)}", severity="error", markup=False)
+            return
         counts = {status: sum(r.status == status for r in results) for status in {r.status for r in results}}
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no files found"
         call(self._ingest_event, f"done: {summary}", None)

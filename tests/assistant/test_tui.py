@@ -12,6 +12,8 @@ import pytest
 from conftest import write_note
 from textual.geometry import Region
 
+from assistant.backends import base as backends_base
+from assistant.backends.base import BackendError
 from assistant.config import load_config
 from assistant.tui.app import MedassistApp
 from assistant.tui.widgets.exchange import Exchange
@@ -285,6 +287,54 @@ async def test_brackets_in_questions_titles_and_chat_names_are_text_not_markup(h
         await pilot.press("enter")
         await pilot.press("ctrl+l")
         await until(pilot, lambda: "[/INST] notes [b]" in shown(app.screen.query_one("#chats")), timeout=10)
+
+
+class FailingServer:
+    """A model backend that fails mid-answer, as a server does when it drops the connection; `fail = False`:
+    it has come back."""
+    name = model_name = "failing-server"
+    eos_token = ""
+    fail = True
+
+    def __init__(self, **_options):
+        pass
+
+    def generate(self, prompt, settings, stop=None, cancel=None):
+        yield "The first words"
+        if FailingServer.fail:
+            raise BackendError("the model server closed the connection")
+        yield " and the rest."
+
+
+async def test_a_backend_failing_mid_answer_is_shown_and_the_chat_goes_on(home, monkeypatch):
+    monkeypatch.setitem(backends_base._MODULES, "failing", __name__)
+    monkeypatch.setitem(backends_base._REGISTRY, "failing", FailingServer)
+    monkeypatch.setattr(FailingServer, "fail", True)
+    app = MedassistApp(load_config(home, backend="failing"))
+    async with app.run_test(size=SIZE) as pilot:
+        app.chat.query_one("#question").value = "What is the first-line treatment for hypertension?"
+        await pilot.press("enter")
+        await until(pilot, lambda: last_exchange(app) is not None and not app.chat.busy)
+        failed = last_exchange(app)
+        assert "the model server closed the connection" in str(failed.query_one(".badge").render())
+        assert failed.answer["mode"] == "extractive" and failed.answer["citations"]  # the evidence stands
+        assert any("closed the connection" in str(n.message) for n in app._notifications)
+        FailingServer.fail = False
+        answer = await ask(pilot, app, "What is the dose of metformin?")
+        assert answer["model"] == "failing-server" and "failed" not in str(last_exchange(app).query_one(".badge").render())
+        assert [m.role for m in app.history.messages(app.conversation_id)] == ["user", "user", "assistant"]
+
+
+async def test_deleting_a_chat_while_its_answer_streams(home, tiny_model):
+    app = make_app(home, tiny_model, max_new_tokens=6000, max_think_tokens=5000)
+    async with app.run_test(size=SIZE) as pilot:
+        app.chat.query_one("#question").value = "What is the dose of metformin?"
+        await pilot.press("enter")
+        await until(pilot, lambda: last_exchange(app) is not None and len(last_exchange(app).reasoning_text) > 20)
+        await pilot.press("ctrl+l", "d")
+        await pilot.press("escape", "escape")  # close the list; Esc on the chat cancels an answer still running
+        await until(pilot, lambda: not app.chat.busy, timeout=30)
+        assert app.history.conversations() == [] and not app.chat.query(Exchange)  # its answer was stopped
 
 
 async def test_missing_model_is_reported_and_answers_still_quote_the_sources(home, tmp_path):

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from assistant.errors import describe
 from assistant.tui.widgets.exchange import Exchange
 from assistant.tui.widgets.sources import SourcesPanel
 from assistant.tui.widgets.status import StatusBar
@@ -68,36 +69,49 @@ class ChatScreen(Screen):
     def ask(self, question: str, exchange: Exchange, cancel: threading.Event) -> None:
         app = self.app
         call = app.call_from_thread
+
+        def show(update, *args) -> None:  # nothing to show once the exchange is gone (a new chat, its chat deleted)
+            call(lambda: update(*args) if exchange.is_attached else None)
+
         try:
-            agent = app.wait_for_agent(lambda text: call(exchange.set_status, text))
+            agent = app.wait_for_agent(lambda text: show(exchange.set_status, text))
             if agent is None:
-                call(exchange.set_status, f"cannot answer: {app.load_error}")
+                show(exchange.set_status, f"cannot answer: {app.load_error}")
                 return
-            call(exchange.show_reasoning, self.show_reasoning)
-            call(exchange.set_status, "writing…")
+            show(exchange.show_reasoning, self.show_reasoning)
+            show(exchange.set_status, "writing…")
             conversation = call(app.record, "user", question)  # history is touched from the UI thread only
             started, pieces = time.perf_counter(), []
 
             def on_text(phase: str, piece: str) -> None:
                 pieces.append(piece)
-                call(exchange.add_reasoning if phase == "reasoning" else exchange.add_answer, piece)
+                show(exchange.add_reasoning if phase == "reasoning" else exchange.add_answer, piece)
 
             def on_evidence(evidence) -> None:  # evidence first: on screen before the model starts
                 shown = evidence.as_dict()
-                call(exchange.show_evidence, shown, agent.generate and agent.backend is not None)
-                call(self.query_one(SourcesPanel).show, shown.get("citations") or [])
+                show(exchange.show_evidence, shown, agent.generate and agent.backend is not None)
+                show(self.query_one(SourcesPanel).show, shown.get("citations") or [])
 
             answer = agent.ask(question, use_rag=app.config.use_rag, k=app.config.k, on_text=on_text, cancel=cancel,
                                on_evidence=on_evidence)
             generate_s = answer.timings.get("generate_s") or (time.perf_counter() - started)
             tokens = app.count_tokens("".join(pieces)) if pieces else 0
             call(app.record, "assistant", answer.answer, answer.as_dict(), conversation)
-            call(self.finished, exchange, answer.as_dict(), tokens / generate_s if tokens else 0.0, cancel.is_set())
+            show(self.finished, exchange, answer.as_dict(), tokens / generate_s if tokens else 0.0, cancel.is_set())
+        except Exception as exc:  # a server failing mid-answer, a bad URL, a locked database: the chat goes on
+            call(self.failed, exchange, describe(exc))
         finally:
             call(self._idle)
 
     def _idle(self) -> None:
         self.cancel_event = None
+
+    def failed(self, exchange: Exchange, error: str) -> None:
+        """The answer stopped on an error: say so where it was asked and in a notice; the question stays in the
+        history, and the next one is answered as usual."""
+        self.notify(f"The answer failed: {error}", severity="error", markup=False)
+        if exchange.is_attached:
+            exchange.fail(error)
 
     def finished(self, exchange: Exchange, answer: dict, tokens_per_s: float, cancelled: bool) -> None:
         exchange.finish(answer, cancelled)

@@ -70,13 +70,10 @@ class HistoryScreen(ModalScreen[int | None]):
 
         self.app.push_screen(TextPrompt("New name for this chat", self.history.conversation(chosen).title), rename)
 
-    def action_delete(self) -> None:
+    async def action_delete(self) -> None:
         chosen = self._selected()
         if chosen is not None:
-            self.history.delete(chosen)
-            self.notify("Chat deleted")
-            if chosen == self.app.conversation_id:
-                self.app.conversation_id = None
+            await self.app.delete_chat(chosen)
             self.reload()
 
     def action_export(self) -> None:

@@ -59,8 +59,9 @@ class Exchange(Vertical):
     def set_status(self, text: str) -> None:
         self.query_one(".badge", Static).update(text)
 
-    def finish(self, answer: dict, cancelled: bool = False) -> None:
-        """Replace the streamed text with the checked answer (valid [n] markers, unsupported sentences marked)."""
+    def finish(self, answer: dict, cancelled: bool = False, error: str | None = None) -> None:
+        """Replace the streamed text with the checked answer (valid [n] markers, unsupported sentences marked);
+        `error`: why the model stopped before its answer (the evidence answer stands)."""
         self.answer = answer
         safety = self.show_safety(answer)
         self.query_one(".draft", Static).display = False
@@ -68,13 +69,22 @@ class Exchange(Vertical):
         badge = (f"route: {answer['route']} {answer['route_confidence']:.0%} · {answer['mode']}"
                  + (f" · {len(answer['citations'])} sources" if answer.get("citations") else "")
                  + (f" · {unsupported} unsupported sentence{'s' * (unsupported != 1)}" if unsupported else "")
-                 + (" · cancelled" if cancelled else ""))
+                 + (" · cancelled" if cancelled else "") + (f" · the model failed: {error}" if error else ""))
         self.set_status(badge)
         self.set_class(unsupported > 0, "has-unsupported")
         self.reasoning_text = answer.get("reasoning") or ""
         self.query_one(".reasoning-text", Static).update(self.reasoning_text or "(no reasoning)")
         self.query_one(".answer", Markdown).update(answer.get("answer") or "")
         self.query_one(".disclaimer", Static).update(safety.get("disclaimer") or "")
+
+    def fail(self, error: str) -> None:
+        """The answer stopped on an error; the evidence, when it was read first, stands as the answer."""
+        self.add_class("failed")
+        if self.evidence is not None:
+            self.finish(self.evidence, error=error)
+        else:
+            self.query_one(".draft", Static).display = False
+            self.set_status(f"error: {error}")
 
     def show_safety(self, answer: dict) -> dict:
         safety = answer.get("safety") or {}
