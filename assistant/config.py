@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,6 +21,30 @@ class ConfigError(Exception):
     """The configuration file or an override is invalid; the message names the file or variable."""
 
 
+class Secret:
+    """An API key. Its repr and str are masked, so a config's repr, a traceback's locals or a message built
+    from it never shows the key; `reveal()` is the one way to read it, where it is sent."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
 @dataclass(frozen=True)
 class Config:
     home: Path
@@ -31,7 +56,9 @@ class Config:
     model: str | None = None  # a model folder, .gguf file, Hub id, or server model name; None: Gemma-3-270M
     adapter: str | None = None  # a PEFT adapter folder (transformers) or LoRA .gguf (llamacpp)
     base_url: str | None = None  # the openai backend's server, e.g. http://127.0.0.1:8080/v1
-    api_key: str | None = None  # sent to that server as a bearer token; OPENAI_API_KEY is used when unset
+    api_key: Secret | None = None  # sent to that server as a bearer token; OPENAI_API_KEY is used when unset
+    # A key is never sent in plain http to another machine (anyone on the way could read it) unless this is on.
+    allow_insecure_http: bool = False
     k: int = 5
     use_rag: bool = True  # False: model-only answers, labelled unsourced
     # Whether the model writes an answer after the evidence reader's quotes (it replaces them only where its
@@ -53,7 +80,7 @@ class Config:
         adapter = str(ADAPTERS.get(self.adapter, self.adapter)) if self.adapter else None
         return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=adapter,
                                                    base_url=self.base_url, api_key=self.api_key, home=self.home,
-                                                   on_status=on_status)
+                                                   allow_insecure_http=self.allow_insecure_http, on_status=on_status)
 
     def generates(self) -> bool:
         """Does the model write an answer after the evidence (see `generate`)?"""
@@ -104,6 +131,38 @@ def load_config(home: Path | str | None = None, **flags) -> Config:
     return replace(Config(home), **{k: _coerce(k, v, path) for k, v in values.items()})
 
 
+def save_settings(home: Path, changed: dict) -> Path:
+    """Write `changed` settings (None removes one) to HOME/config.toml, keeping the user's comments and layout. The
+    file is replaced in one step (a crash leaves the old one or the new one) and is readable only by its owner
+    when it holds an API key."""
+    import tomlkit
+
+    path = home / "config.toml"
+    try:
+        document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    except (tomlkit.exceptions.ParseError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for name, value in changed.items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = value.reveal() if isinstance(value, Secret) else value
+    mode = 0o600 if "api_key" in document else (path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    home.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=home, prefix=".config.toml.")  # created 0600: the key is never readable
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(tomlkit.dumps(document))
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -120,11 +179,13 @@ def _coerce(name: str, value, path: Path):
             value = int(value)
         elif "float" in kind:
             value = float(value)
+        elif "Secret" in kind:
+            return Secret(str(value)) if value else None
         else:
             value = str(value) or None
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r} (from {path}, MEDASSIST_{name.upper()} or a flag) "
-                          f"must be {kind}, got {value!r}") from None
+                          f"must be {kind}, got {value!r}") from None  # never a secret: those are not converted
     if name == "generate" and value not in GENERATE_CHOICES:
         raise ConfigError(f"setting 'generate' (from {path}, MEDASSIST_GENERATE or a flag) must be one of "
                           f"{', '.join(GENERATE_CHOICES)}, got {value!r}")

@@ -7,24 +7,52 @@ wrap it a second time. Tokens arrive as server-sent events and are yielded as th
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
 from typing import Iterator
 
 from assistant.backends.base import BackendError, GenerationSettings, register, until_stop
+from assistant.config import Secret
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 300.0  # a big model on a busy server may think for minutes before its first token
 MAX_STOP_STRINGS = 4  # the OpenAI API's limit; the rest are applied here as the text streams in
 
 
+def server_url(base_url: str, sends_key: bool, allow_insecure_http: bool = False) -> str:
+    """The server's URL, checked before anything is sent to it: http(s) with a host; and an API key goes in plain
+    http only to this machine, or where the user said the network is trusted."""
+    import httpx
+
+    example = "for example http://127.0.0.1:8080/v1"
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise BackendError(f"base_url {base_url!r} is not a valid URL ({exc}); {example}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise BackendError(f"base_url {base_url!r} must start with http:// or https:// and name a host; {example}")
+    if sends_key and url.scheme == "http" and not _loopback(url.host) and not allow_insecure_http:
+        raise BackendError(f"refusing to send the API key in plain http to {url.host}, where anyone on the way "
+                           "could read it: use https, or set allow_insecure_http = true in config.toml "
+                           "(MEDASSIST_ALLOW_INSECURE_HTTP=1) if that network is trusted")
+    return base_url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @register("openai")
 class OpenAIBackend:
     name = "openai"
 
-    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 adapter: str | None = None, **_ignored):
+    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: Secret | None = None,
+                 adapter: str | None = None, allow_insecure_http: bool = False, **_ignored):
         import httpx
 
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -34,10 +62,15 @@ class OpenAIBackend:
         if adapter:
             raise BackendError("the openai backend cannot apply an adapter itself; serve it from the server "
                                "(vLLM: --enable-lora --lora-modules NAME=DIR) and pass its name as --model")
-        self.base_url = base_url.rstrip("/")
-        api_key = api_key or os.environ.get("OPENAI_API_KEY")
-        self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {api_key}"} if api_key
-                                   else {}, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+        # The key is a Secret (masked in any repr or traceback's locals) until it goes into httpx's headers,
+        # whose repr masks it too.
+        key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        key = key if key is None or isinstance(key, Secret) else Secret(key)
+        self.base_url = server_url(base_url, sends_key=key is not None, allow_insecure_http=allow_insecure_http)
+        self.client = httpx.Client(base_url=self.base_url,
+                                   timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+        if key is not None:
+            self.client.headers["Authorization"] = f"Bearer {key.reveal()}"
         self.model_name = model or self._served_model()
         self.eos_token = ""  # the server stops at its model's EOS; nothing to append or strip here
 

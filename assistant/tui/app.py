@@ -7,7 +7,6 @@ in thread workers; widgets are only touched from the UI thread (`call_from_threa
 from __future__ import annotations
 
 import threading
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -17,7 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from assistant.config import Config
+from assistant.config import Config, ConfigError, save_settings
 from assistant.errors import describe
 from assistant.history import History
 from assistant.tui.screens.chat import ChatScreen
@@ -188,17 +187,10 @@ class MedassistApp(App[None]):
         changed = {k: v for k, v in values.items() if getattr(self.config, k) != v}
         if not changed:
             return
-        path = self.config.home / "config.toml"
         try:
-            import tomli_w
-
-            stored = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-            stored.update({k: v for k, v in changed.items() if v is not None})
-            for key in (k for k, v in changed.items() if v is None):
-                stored.pop(key, None)
-            path.write_text(tomli_w.dumps(stored), encoding="utf-8")
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            self.notify(f"Settings apply to this session only: cannot write {path} ({exc})", severity="error",
+            save_settings(self.config.home, changed)
+        except (OSError, ConfigError) as exc:
+            self.notify(f"Settings apply to this session only: cannot write config.toml ({exc})", severity="error",
                         markup=False)
         self.config = replace(self.config, **changed)
         self.notify("Settings saved")

@@ -147,3 +147,10 @@ def test_brackets_in_titles_paths_and_questions_are_printed_as_written(home, tmp
     doc_id = json.loads(run("sources", "--json").stdout)[0]["doc_id"]
     assert title in run("remove", doc_id).stderr
     assert "[/b] [x y]?" in run("route", "what does [/b] [x y]?").stdout
+
+
+def test_a_malformed_server_url_is_one_line_that_never_shows_the_key(home):
+    (home / "config.toml").write_text('api_key = "sk-cli-0123-SECRET"\n')
+    result = run("ask", "--no-rag", "--backend", "openai", "--base-url", "http://x:abc/v1", "What is gout?")
+    assert result.exit_code == 3 and "base_url 'http://x:abc/v1' is not a valid URL" in result.stderr
+    assert "sk-cli-0123-SECRET" not in result.output
