@@ -20,6 +20,7 @@ from assistant.config import Config, ConfigError, save_settings
 from assistant.errors import describe
 from assistant.history import History
 from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.screens.confirm import Confirm
 from assistant.tui.screens.help import HelpScreen
 from assistant.tui.screens.history import HistoryScreen
 from assistant.tui.screens.ingest import IngestScreen
@@ -167,14 +168,25 @@ class MedassistApp(App[None]):
 
         self.push_screen(TextPrompt("New name for this chat", current.title), rename)
 
-    async def delete_chat(self, conversation_id: int | None = None) -> None:
-        """Delete a chat (the current one by default); deleting the one on screen also stops its answer."""
-        conversation_id = conversation_id or self.conversation_id
-        if conversation_id is not None:
-            self.history.delete(conversation_id)
+    def delete_chat(self, conversation_id: int | None = None, on_deleted: Callable[[], None] | None = None) -> None:
+        """Delete a chat (the current one by default) once the user confirms; deleting the one on screen also
+        stops its answer."""
+        chosen = self.history.conversation(conversation_id or self.conversation_id or 0)
+        if chosen is None:
+            self.notify("Nothing to delete yet: ask a question first.", severity="warning")
+            return
+
+        async def delete(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            self.history.delete(chosen.id)
             self.notify("Chat deleted")
-        if conversation_id in (self.conversation_id, None):
-            await self.action_new_chat()
+            if chosen.id == self.conversation_id:
+                await self.action_new_chat()
+            if on_deleted:
+                on_deleted()
+
+        self.push_screen(Confirm(f"Delete the chat “{chosen.title}”? It cannot be undone."), delete)
 
     # --- settings, ingest, help -----------------------------------------------------------------
     def action_settings(self) -> None:

@@ -197,7 +197,9 @@ async def test_chats_are_saved_resumed_renamed_exported_and_deleted(home, tiny_m
         assert last_exchange(app).question == "What is the target blood pressure?"
         assert last_exchange(app).answer["citations"]
         await pilot.press("ctrl+l")
-        await pilot.press("d")
+        await pilot.press("d", "n")  # deleting asks first
+        assert len(app.history.conversations()) == 1
+        await pilot.press("d", "y")
         assert app.history.conversations() == []
     reopened = make_app(home, tiny_model)
     async with reopened.run_test(size=SIZE):
@@ -331,7 +333,7 @@ async def test_deleting_a_chat_while_its_answer_streams(home, tiny_model):
         app.chat.query_one("#question").value = "What is the dose of metformin?"
         await pilot.press("enter")
         await until(pilot, lambda: last_exchange(app) is not None and len(last_exchange(app).reasoning_text) > 20)
-        await pilot.press("ctrl+l", "d")
+        await pilot.press("ctrl+l", "d", "y")
         await pilot.press("escape", "escape")  # close the list; Esc on the chat cancels an answer still running
         await until(pilot, lambda: not app.chat.busy, timeout=30)
         assert app.history.conversations() == [] and not app.chat.query(Exchange)  # its answer was stopped

@@ -71,7 +71,7 @@ class ChatScreen(Screen):
         call = app.call_from_thread
 
         def show(update, *args) -> None:  # nothing to show once the exchange is gone (a new chat, its chat deleted)
-            call(lambda: update(*args) if exchange.is_attached else None)
+            call(lambda: None if exchange.retired else update(*args))
 
         try:
             agent = app.wait_for_agent(lambda text: show(exchange.set_status, text))
@@ -110,7 +110,7 @@ class ChatScreen(Screen):
         """The answer stopped on an error: say so where it was asked and in a notice; the question stays in the
         history, and the next one is answered as usual."""
         self.notify(f"The answer failed: {error}", severity="error", markup=False)
-        if exchange.is_attached:
+        if not exchange.retired:
             exchange.fail(error)
 
     def finished(self, exchange: Exchange, answer: dict, tokens_per_s: float, cancelled: bool) -> None:
@@ -138,6 +138,8 @@ class ChatScreen(Screen):
     async def show_conversation(self, messages: list) -> None:
         """Replace what is shown with a stored conversation (a list of history.Message)."""
         conversation = self.query_one("#conversation")
+        for shown in self.query(Exchange):
+            shown.retired = True  # an answer still being written into it shows nothing more
         await self.query(Exchange).remove()
         self.query_one("#welcome").display = not messages
         exchange, citations = None, []

@@ -1,4 +1,4 @@
-"""Ctrl+L: stored conversations. Enter resumes one; r renames, d deletes, e exports it to Markdown."""
+"""Ctrl+L: stored conversations. Enter resumes one; r renames, d deletes (once confirmed), e exports it to Markdown."""
 
 from __future__ import annotations
 
@@ -70,11 +70,10 @@ class HistoryScreen(ModalScreen[int | None]):
 
         self.app.push_screen(TextPrompt("New name for this chat", self.history.conversation(chosen).title), rename)
 
-    async def action_delete(self) -> None:
+    def action_delete(self) -> None:
         chosen = self._selected()
         if chosen is not None:
-            await self.app.delete_chat(chosen)
-            self.reload()
+            self.app.delete_chat(chosen, on_deleted=self.reload)
 
     def action_export(self) -> None:
         chosen = self._selected()

@@ -21,6 +21,7 @@ class Exchange(Vertical):
         self.reasoning_text = ""
         self.draft_text = ""
         self.evidence: dict | None = None  # the evidence answer (as_dict), shown while the model writes
+        self.retired = False  # taken off the screen (a new chat, or its chat deleted) while its answer was written
 
     def compose(self) -> ComposeResult:
         # What users, documents and errors write is text, never markup: "[/b]" in a question would not parse
