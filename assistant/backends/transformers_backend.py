@@ -39,6 +39,12 @@ def resolve_model(model: str | None, home: Path, on_status: Status | None = None
     return model  # a Hub id, for users who can reach the Hub
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """Transformers' errors run over several lines, with advice on installing things; one line, cut short."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 @register("transformers")
 class TransformersBackend:
     name = "transformers"
@@ -62,14 +68,17 @@ class TransformersBackend:
             dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
             self.model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
             self.model.to("cuda" if torch.cuda.is_available() else "cpu")
-        except OSError as exc:
-            raise BackendError(f"cannot load model {location}: {exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a folder that is not a model transformers knows
+            raise BackendError(f"cannot load model {location}: {one_line(exc)}") from None
         if adapter:
             from peft import PeftModel
 
             if not Path(adapter).is_dir():
                 raise BackendError(f"adapter {adapter} is not a folder (expected a PEFT adapter directory)")
-            self.model = PeftModel.from_pretrained(self.model, adapter)
+            try:
+                self.model = PeftModel.from_pretrained(self.model, adapter)
+            except (OSError, ValueError) as exc:
+                raise BackendError(f"cannot load adapter {adapter}: {one_line(exc)}") from None
             self.model_name += f"+{Path(adapter).name}"
         self.model.eval()
         self.eos_token = self.tokenizer.eos_token or ""

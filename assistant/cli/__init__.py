@@ -5,7 +5,8 @@ Exit codes:
   0  success
   1  some files failed to ingest (the others were ingested), or nothing matched
   2  bad usage (unknown option, missing argument)
-  3  bad configuration, or the index, Chroma server or model cannot be opened
+  3  bad configuration; the index, Chroma server or model cannot be opened or
+     failed; or a database is locked by another medassist process
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import click
 
 from assistant.cli import ask, chat, evaluate, knowledge, route
-from assistant.config import ConfigError, load_config
+from assistant.config import load_config
 from finetune import cli as finetune_cli
 
 EXIT_PARTIAL, EXIT_CONFIG = 1, 3
@@ -30,13 +31,14 @@ class Group(click.Group):
     """Turns expected failures into one clear line and exit code 3, never a traceback."""
 
     def invoke(self, ctx):
-        from assistant.backends.base import BackendError
-        from index.store import StoreError
+        from assistant.errors import describe, expected
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, StoreError, BackendError) as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+        except Exception as exc:
+            if not expected(exc):
+                raise
+            click.secho(f"error: {describe(exc)}", fg="red", err=True)
             ctx.exit(EXIT_CONFIG)
 
 

@@ -154,3 +154,13 @@ def test_a_malformed_server_url_is_one_line_that_never_shows_the_key(home):
     result = run("ask", "--no-rag", "--backend", "openai", "--base-url", "http://x:abc/v1", "What is gout?")
     assert result.exit_code == 3 and "base_url 'http://x:abc/v1' is not a valid URL" in result.stderr
     assert "sk-cli-0123-SECRET" not in result.output
+
+
+def test_a_folder_that_is_not_a_model_is_one_clear_line(home, tmp_path):
+    """Transformers says so with a ValueError, which used to reach the user as a traceback."""
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "nonsense"}')
+    result = run("ask", "--no-rag", "--model", str(folder), "What is gout?")
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot load model {folder}: ")
