@@ -108,11 +108,13 @@ class MedassistApp(App[None]):
         finally:
             self._services_ready.set()
 
-    def wait_for_agent(self, on_wait: Callable[[str], None]):
-        """The agent once loaded (None if the knowledge base failed); called from worker threads."""
+    def wait_for_agent(self, on_wait: Callable[[str], None], cancel: threading.Event | None = None):
+        """The agent once loaded (None if the knowledge base failed, or `cancel` was set first); worker threads call it."""
         if not self._services_ready.is_set():
             on_wait("waiting for the model to load…")
-            self._services_ready.wait()
+            while not self._services_ready.wait(0.1):
+                if cancel is not None and cancel.is_set():
+                    return None
         return self.agent
 
     def count_tokens(self, text: str) -> int:

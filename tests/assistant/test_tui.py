@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
 import tomllib
 
@@ -325,6 +326,38 @@ async def test_a_backend_failing_mid_answer_is_shown_and_the_chat_goes_on(home, 
         answer = await ask(pilot, app, "What is the dose of metformin?")
         assert answer["model"] == "failing-server" and "failed" not in str(last_exchange(app).query_one(".badge").render())
         assert [m.role for m in app.history.messages(app.conversation_id)] == ["user", "user", "assistant"]
+
+
+class ThinkingServer(FailingServer):
+    """A server that takes its time before the first token (a big model on a busy server), until released."""
+    name = model_name = "thinking-server"
+    released = threading.Event()
+
+    def generate(self, prompt, settings, stop=None, cancel=None):
+        ThinkingServer.released.wait(60)
+        yield "Late words."
+
+
+async def test_escape_cancels_before_the_first_token(home, monkeypatch):
+    monkeypatch.setitem(backends_base._MODULES, "thinking", __name__)
+    monkeypatch.setitem(backends_base._REGISTRY, "thinking", ThinkingServer)
+    app = MedassistApp(load_config(home, backend="thinking"))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            app.chat.query_one("#question").value = "What is the first-line treatment for hypertension?"
+            await pilot.press("enter")
+            await until(pilot, lambda: last_exchange(app) is not None and last_exchange(app).evidence is not None)
+            exchange = last_exchange(app)
+            await pilot.press("escape")
+            await until(pilot, lambda: not app.chat.busy, timeout=5)  # at once, not when the server answers
+            assert "cancelled" in str(exchange.query_one(".badge").render())
+            assert exchange.answer["answer"] == exchange.evidence["answer"]  # the quotes stand, and are kept
+            assert [m.role for m in app.history.messages(app.conversation_id)] == ["user", "assistant"]
+            ThinkingServer.released.set()  # the server answers late: nothing changes on screen
+            await pilot.pause(0.5)
+            assert "Late words" not in exchange.draft_text + exchange.reasoning_text
+    finally:
+        ThinkingServer.released.set()
 
 
 async def test_deleting_a_chat_while_its_answer_streams(home, tiny_model):

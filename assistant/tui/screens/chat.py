@@ -31,6 +31,7 @@ class ChatScreen(Screen):
     def __init__(self):
         super().__init__()
         self.cancel_event: threading.Event | None = None
+        self.answering: Exchange | None = None  # the exchange whose answer is being written
         self.show_reasoning = False
 
     def compose(self) -> ComposeResult:
@@ -62,7 +63,7 @@ class ChatScreen(Screen):
         exchange = Exchange(question)
         self.query_one("#conversation").mount(exchange)
         exchange.scroll_visible()
-        self.cancel_event = threading.Event()
+        self.cancel_event, self.answering = threading.Event(), exchange
         self.ask(question, exchange, self.cancel_event)
 
     @work(thread=True, group="ask")
@@ -74,13 +75,15 @@ class ChatScreen(Screen):
             call(lambda: None if exchange.retired else update(*args))
 
         try:
-            agent = app.wait_for_agent(lambda text: show(exchange.set_status, text))
+            agent = app.wait_for_agent(lambda text: show(exchange.set_status, text), cancel)
+            if cancel.is_set():
+                return
             if agent is None:
                 show(exchange.set_status, f"cannot answer: {app.load_error}")
                 return
             show(exchange.show_reasoning, self.show_reasoning)
             show(exchange.set_status, "writing…")
-            conversation = call(app.record, "user", question)  # history is touched from the UI thread only
+            conversation = call(self._record_question, exchange, question)
             started, pieces = time.perf_counter(), []
 
             def on_text(phase: str, piece: str) -> None:
@@ -94,36 +97,55 @@ class ChatScreen(Screen):
 
             answer = agent.ask(question, use_rag=app.config.use_rag, k=app.config.k, on_text=on_text, cancel=cancel,
                                on_evidence=on_evidence)
+            if cancel.is_set():  # Esc: the chat stopped waiting for this answer (see action_cancel)
+                return
             generate_s = answer.timings.get("generate_s") or (time.perf_counter() - started)
             tokens = app.count_tokens("".join(pieces)) if pieces else 0
             call(app.record, "assistant", answer.answer, answer.as_dict(), conversation)
-            show(self.finished, exchange, answer.as_dict(), tokens / generate_s if tokens else 0.0, cancel.is_set())
+            show(self.finished, exchange, answer.as_dict(), tokens / generate_s if tokens else 0.0)
         except Exception as exc:  # a server failing mid-answer, a bad URL, a locked database: the chat goes on
-            call(self.failed, exchange, describe(exc))
+            if not cancel.is_set():
+                call(self.failed, exchange, describe(exc))
         finally:
-            call(self._idle)
+            call(self._idle, cancel)
 
-    def _idle(self) -> None:
-        self.cancel_event = None
+    def _record_question(self, exchange: Exchange, question: str) -> int:
+        """History is touched from the UI thread only; the exchange remembers its conversation for a cancel."""
+        exchange.conversation = self.app.record("user", question)
+        return exchange.conversation
+
+    def _idle(self, cancel: threading.Event) -> None:
+        if self.cancel_event is cancel:  # not a later question's
+            self.cancel_event = self.answering = None
 
     def failed(self, exchange: Exchange, error: str) -> None:
         """The answer stopped on an error: say so where it was asked and in a notice; the question stays in the
         history, and the next one is answered as usual."""
         self.notify(f"The answer failed: {error}", severity="error", markup=False)
         if not exchange.retired:
-            exchange.fail(error)
+            exchange.stop(error)
 
-    def finished(self, exchange: Exchange, answer: dict, tokens_per_s: float, cancelled: bool) -> None:
-        exchange.finish(answer, cancelled)
+    def finished(self, exchange: Exchange, answer: dict, tokens_per_s: float) -> None:
+        exchange.finish(answer)
         self.query_one(SourcesPanel).show(answer.get("citations") or [])
         if tokens_per_s:
             self.query_one(StatusBar).tokens_per_s = tokens_per_s
         exchange.scroll_visible()
 
     def action_cancel(self) -> None:
-        if self.cancel_event is not None:
-            self.cancel_event.set()
-            self.notify("Cancelling the answer…")
+        """Stop the answer now, even before its first token (a server may think for minutes; the model may still be
+        loading): what it shows stays, with the evidence as its answer (kept in the history) when it was read, the
+        next question can be asked at once, and the worker's late results are dropped when its model call returns."""
+        if self.cancel_event is None:
+            return
+        self.cancel_event.set()
+        exchange, self.cancel_event, self.answering = self.answering, None, None
+        if exchange is not None and not exchange.retired:
+            exchange.stop()
+            exchange.retired = True
+            if exchange.answer is not None and exchange.conversation is not None:
+                self.app.record("assistant", exchange.answer.get("answer") or "", exchange.answer, exchange.conversation)
+        self.notify("Answer cancelled")
 
     # --- views ------------------------------------------------------------------------------------
     def action_toggle_sources(self) -> None:

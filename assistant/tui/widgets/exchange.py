@@ -21,7 +21,10 @@ class Exchange(Vertical):
         self.reasoning_text = ""
         self.draft_text = ""
         self.evidence: dict | None = None  # the evidence answer (as_dict), shown while the model writes
-        self.retired = False  # taken off the screen (a new chat, or its chat deleted) while its answer was written
+        # Its answer's worker shows nothing more once it is retired: cancelled, or taken off the screen (a new chat,
+        # its chat deleted) while the answer was written.
+        self.retired = False
+        self.conversation: int | None = None  # where its question is stored
 
     def compose(self) -> ComposeResult:
         # What users, documents and errors write is text, never markup: "[/b]" in a question would not parse
@@ -78,14 +81,15 @@ class Exchange(Vertical):
         self.query_one(".answer", Markdown).update(answer.get("answer") or "")
         self.query_one(".disclaimer", Static).update(safety.get("disclaimer") or "")
 
-    def fail(self, error: str) -> None:
-        """The answer stopped on an error; the evidence, when it was read first, stands as the answer."""
-        self.add_class("failed")
+    def stop(self, error: str | None = None) -> None:
+        """The answer stopped before the model's was checked, cancelled or on `error`: the evidence, when it was
+        read, stands as the answer, with the reasoning the model had written."""
+        self.set_class(bool(error), "failed")
         if self.evidence is not None:
-            self.finish(self.evidence, error=error)
+            self.finish({**self.evidence, "reasoning": self.reasoning_text}, cancelled=not error, error=error)
         else:
             self.query_one(".draft", Static).display = False
-            self.set_status(f"error: {error}")
+            self.set_status(f"error: {error}" if error else "cancelled")
 
     def show_safety(self, answer: dict) -> dict:
         safety = answer.get("safety") or {}
