@@ -109,7 +109,7 @@ class MedassistApp(App[None]):
             self._services_ready.set()
 
     def wait_for_agent(self, on_wait: Callable[[str], None], cancel: threading.Event | None = None):
-        """The agent once loaded (None if the knowledge base failed, or `cancel` was set first); worker threads call it."""
+        """The agent once loaded (None if the knowledge base failed, or `cancel` was set first); for worker threads."""
         if not self._services_ready.is_set():
             on_wait("waiting for the model to load…")
             while not self._services_ready.wait(0.1):
@@ -232,9 +232,11 @@ class MedassistApp(App[None]):
             detail = result.reason or (f"{result.chunks} chunks" if result.chunks else "")
             call(self._ingest_event, f"{result.status:<9} {result.path}" + (f" — {detail}" if detail else ""), None)
 
+        def on_progress(p) -> None:
+            call(self._ingest_event, None, (p.files_done, p.files_total))
+
         try:
-            results = self.kb.ingest(paths, recursive=recursive, on_result=on_result,
-                                     on_progress=lambda p: call(self._ingest_event, None, (p.files_done, p.files_total)))
+            results = self.kb.ingest(paths, recursive=recursive, on_result=on_result, on_progress=on_progress)
         except Exception as exc:  # a locked database, a Chroma error: reported, and the chat goes on
             call(self._ingest_event, f"stopped: {describe(exc)}", None)
             call(setattr, self, "ingest_progress", None)

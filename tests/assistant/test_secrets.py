@@ -46,7 +46,7 @@ def test_the_key_is_in_no_repr_traceback_or_error_message(tmp_path, base_url):
 
 def test_a_key_goes_in_plain_http_only_to_this_machine_unless_allowed():
     remote = "http://192.0.2.10:8080/v1"  # TEST-NET: nothing is sent, the check comes first
-    with pytest.raises(BackendError, match="refusing to send the API key in plain http to 192.0.2.10.*allow_insecure_http"):
+    with pytest.raises(BackendError, match="refusing to send the API key in plain http to 192.0.2.10.*insecure_http"):
         load_backend("openai", base_url=remote, api_key=Secret(KEY), model="m")
     assert load_backend("openai", base_url=remote, api_key=Secret(KEY), model="m", allow_insecure_http=True)
     assert load_backend("openai", base_url=remote, model="m")  # no key, nothing to protect

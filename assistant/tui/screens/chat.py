@@ -144,7 +144,8 @@ class ChatScreen(Screen):
             exchange.stop()
             exchange.retired = True
             if exchange.answer is not None and exchange.conversation is not None:
-                self.app.record("assistant", exchange.answer.get("answer") or "", exchange.answer, exchange.conversation)
+                answer = exchange.answer
+                self.app.record("assistant", answer.get("answer") or "", answer, exchange.conversation)
         self.notify("Answer cancelled")
 
     # --- views ------------------------------------------------------------------------------------
