@@ -57,24 +57,48 @@ class IngestProgress:
 Progress = Callable[[IngestProgress], None]
 
 
-def find_files(paths: Iterable[Path | str], recursive: bool = False) -> Iterator[tuple[Path, bool]]:
-    """(file, named) for files named directly and files inside named directories (hidden ones skipped).
+def find_files(paths: Iterable[Path | str], recursive: bool = False,
+               follow_links: bool = False) -> Iterator[tuple[Path, str | None]]:
+    """(file, why it is skipped or None) for files named directly and files inside named directories.
 
-    Directory symlinks are followed once: a link back up the tree cannot loop the walk.
+    Hidden files and folders are left out, and so are files of unsupported types found in a folder. A walk
+    stays inside the folder it was given: a symlink found there whose target lies outside it (a link to the
+    parent, or to ~) would pull unrelated, perhaps private, files into the index, so it is skipped and
+    reported unless `follow_links`. Followed links are walked once each: a link back up cannot loop the walk.
     """
     for path in map(Path, paths):
         if not path.is_dir():
-            yield path, True  # missing files and symlink loops are reported by the loader
+            yield path, None  # named by the user, link or not; missing files and loops are reported by the loader
             continue
+        root = os.path.realpath(path)
         seen: set[str] = set()
-        for root, dirs, files in os.walk(path, followlinks=True):
-            real = os.path.realpath(root)
+        for folder, dirs, files in os.walk(path, followlinks=follow_links):
+            real = os.path.realpath(folder)
             if real in seen:
                 dirs.clear()
                 continue
             seen.add(real)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-            yield from ((Path(root) / f, False) for f in sorted(files) if not f.startswith("."))
+            if not follow_links:  # os.walk does not enter linked folders then; say so for those leading out
+                yield from ((link, reason) for link in (Path(folder) / d for d in dirs)
+                            if link.is_symlink() and (reason := _leaves(link, root)))
+            for name in sorted(f for f in files if not f.startswith(".")):
+                file = Path(folder) / name
+                if not follow_links and file.is_symlink() and (reason := _leaves(file, root)):
+                    yield file, reason
+                elif file.suffix.lower() not in SUPPORTED_SUFFIXES:
+                    # A folder may hold images or notes of other kinds; say so, but it is not a failure.
+                    yield file, f"unsupported file type {file.suffix!r}"
+                else:
+                    yield file, None
+
+
+def _leaves(link: Path, root: str) -> str | None:
+    """Why a symlink found under `root` is not followed, or None when its target stays inside."""
+    target = os.path.realpath(link)
+    if os.path.commonpath([root, target]) == root:
+        return None
+    return f"symlink to {target}, outside {root}; not followed (ingest --follow-links follows it)"
 
 
 class KnowledgeBase:
@@ -149,21 +173,20 @@ class KnowledgeBase:
 
     def ingest(self, paths: Iterable[Path | str], route: str | None = None, recursive: bool = False,
                on_result: Callable[[IngestResult], None] | None = None,
-               on_progress: Progress | None = None) -> list[IngestResult]:
+               on_progress: Progress | None = None, follow_links: bool = False) -> list[IngestResult]:
         """Ingest files and directories; each file is reported, and one failure does not stop the rest."""
         self.recover()
         results = []
-        files = list(find_files(paths, recursive))
+        files = list(find_files(paths, recursive, follow_links))
         with self._write_lock():
             try:
-                for number, (path, named) in enumerate(files):
+                for number, (path, skip) in enumerate(files):
                     def report(done: int, total: int, path=path, number=number) -> None:
                         if on_progress:
                             on_progress(IngestProgress(number, len(files), str(path), done, total))
 
-                    if not named and path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                        # A directory may hold images or notes of other kinds; say so, but it is not a failure.
-                        result = IngestResult(str(path), "skipped", reason=f"unsupported file type {path.suffix!r}")
+                    if skip:
+                        result = IngestResult(str(path), "skipped", reason=skip)
                     else:
                         result = self._ingest_file(path, route, report)
                     results.append(result)

@@ -65,9 +65,11 @@ def register(main: click.Group) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--route", type=click.Choice(ROUTES), help="Route tag for every chunk, overriding the files' own.")
 @click.option("-r", "--recursive", is_flag=True, help="Walk directories recursively.")
+@click.option("--follow-links", is_flag=True,
+              help="Follow symlinks that lead out of the named folders (skipped and reported by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
 @click.pass_obj
-def ingest(obj, paths, route, recursive, as_json):
+def ingest(obj, paths, route, recursive, follow_links, as_json):
     """Add or update reference documents (Markdown, text, PDF, HTML, DOCX, MedQuAD JSONL, openFDA JSON).
 
     Unchanged files are skipped; a changed file replaces its old version in one step. Each file is
@@ -77,7 +79,7 @@ def ingest(obj, paths, route, recursive, as_json):
     kb = obj.kb
     ensure_starter(kb)
     with ingest_progress("ingesting") as (on_result, on_progress):
-        results = kb.ingest(paths, route=route, recursive=recursive,
+        results = kb.ingest(paths, route=route, recursive=recursive, follow_links=follow_links,
                             on_result=None if as_json else on_result, on_progress=on_progress)
     if as_json:
         for result in results:

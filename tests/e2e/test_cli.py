@@ -71,6 +71,17 @@ def test_ingest_json_prints_one_object_per_file(home, notes):
     assert all(r["doc_id"] and r["chunks"] >= 1 for r in rows)
 
 
+def test_ingest_reports_links_out_of_the_folder_and_follows_them_only_when_asked(home, notes, tmp_path):
+    folder = notes["gout"].parent
+    (folder / "up").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    write_note(tmp_path / "elsewhere", "diary.md", "Private diary", "general", {"Body": "Not a reference."})
+    walked = run("ingest", "-r", str(folder))
+    assert walked.exit_code == 0 and "3 added, 1 skipped" in walked.stderr
+    assert "--follow-links" in " ".join(walked.stderr.split())
+    followed = run("ingest", "-r", "--follow-links", str(folder))
+    assert followed.exit_code == 0 and "1 added, 3 unchanged" in followed.stderr
+
+
 def test_sources_search_and_remove(home, notes):
     run("ingest", *map(str, notes.values()))
     listed = json.loads(run("sources", "--json").stdout)

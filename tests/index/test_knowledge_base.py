@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import write_note
 
@@ -136,6 +138,32 @@ def test_directory_symlink_cycle_does_not_loop(make_kb, notes):
     (folder / "loop").symlink_to(folder, target_is_directory=True)
     results = make_kb().ingest([folder], recursive=True)
     assert sorted(r.status for r in results) == ["added", "added", "added"]
+
+
+def test_directory_walk_does_not_follow_links_out_of_the_named_folder(make_kb, notes, tmp_path):
+    """A link to the parent (or to ~) inside a notes folder once pulled every file it reached into the index."""
+    folder = notes["gout"].parent
+    private = write_note(tmp_path / "private", "diary.md", "Private diary", "general", {"Body": "Not a reference."})
+    (folder / "up").symlink_to(tmp_path, target_is_directory=True)
+    (folder / "diary-link.md").symlink_to(private)
+    kb = make_kb()
+    results = kb.ingest([folder], recursive=True)
+    assert sorted(r.status for r in results) == ["added", "added", "added", "skipped", "skipped"]
+    skipped = {Path(r.path).name: r.reason for r in results if r.status == "skipped"}
+    assert set(skipped) == {"up", "diary-link.md"}
+    assert all("outside" in reason and "--follow-links" in reason for reason in skipped.values())
+    assert {d.title for d in kb.documents()} == {"Gout flare", "Lithium monitoring", "Appendicitis"}
+
+    followed = kb.ingest([folder], recursive=True, follow_links=True)  # the user asked for it: links are walked, once
+    assert "Private diary" in {d.title for d in kb.documents()}
+    assert len(followed) == len({r.path for r in followed})
+
+
+def test_a_named_symlink_is_followed(make_kb, notes, tmp_path):
+    """What the user names is taken as named, link or not; only what a walk finds is held to the folder."""
+    (tmp_path / "notes-link").symlink_to(notes["gout"].parent, target_is_directory=True)
+    results = make_kb().ingest([tmp_path / "notes-link"])
+    assert [r.status for r in results] == ["added"] * 3
 
 
 def test_starter_notes_are_ingested_once(make_kb):
