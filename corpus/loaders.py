@@ -46,6 +46,12 @@ OPENFDA_SECTIONS = {
     "pregnancy": "Pregnancy",
     "overdosage": "Overdosage",
 }
+# A DOCX is a zip, and python-docx holds every part unpacked in memory: a zip bomb (a few KB unpacking to
+# gigabytes) is refused from its declared sizes before parsing. Those can be trusted: zipfile never unpacks more
+# than a member declares (it cuts there and the CRC check fails).
+ZIP_MAX_UNPACKED = 512 * 2**20  # far above a real DOCX, pictures included
+ZIP_MAX_RATIO = 100  # Word's XML packs about 10:1, pictures 1:1; zeros pack 1000:1
+ZIP_RATIO_FLOOR = 16 * 2**20  # under this much unpacked, a high ratio is harmless (a near-empty template)
 _SEP = "\x1f"  # heading-path separator that cannot occur in a heading ("Asthma/COPD" must stay whole)
 
 
@@ -268,6 +274,7 @@ def _load_docx(path: Path, data: bytes, doc_id: str) -> Document:
     import docx
 
     try:
+        _check_zip_sizes(path, data)
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise LoadError(path, f"not a valid DOCX file ({exc})") from None
@@ -293,6 +300,17 @@ def _load_docx(path: Path, data: bytes, doc_id: str) -> Document:
         sections.append(Section(tuple(headings), "\n".join(buffer)))
     sections = [Section(tuple(h for h in s.path if h != title), s.text) for s in sections]
     return Document(doc_id, str(path.resolve()), title, "docx", ("general",), sections)
+
+
+def _check_zip_sizes(path: Path, data: bytes) -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        unpacked = sum(member.file_size for member in archive.infolist())
+    if unpacked > ZIP_MAX_UNPACKED:
+        raise LoadError(path, f"refused as a possible zip bomb: unpacks to {_size(unpacked)}, "
+                              f"over the {_size(ZIP_MAX_UNPACKED)} limit")
+    if unpacked > max(ZIP_RATIO_FLOOR, ZIP_MAX_RATIO * len(data)):
+        raise LoadError(path, f"refused as a possible zip bomb: {_size(len(data))} unpacks to {_size(unpacked)} "
+                              f"(over {ZIP_MAX_RATIO} times its size)")
 
 
 def _json_lines(path: Path, data: bytes) -> list[dict]:

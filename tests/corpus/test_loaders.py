@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import docx
@@ -430,6 +431,42 @@ def test_corrupt_docx_is_refused(tmp_path):
     path.write_bytes(b"This is plain text saved with a .docx name, not a zip archive.")
 
     assert "not a valid DOCX" in load_error(path).reason
+
+
+def add_member(path: Path, name: str, data: bytes) -> Path:
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return path
+
+
+def test_docx_zip_bomb_is_refused_before_parsing(tmp_path):
+    """A DOCX is a zip: 20 MiB of zeros pack into a few KB, and python-docx would hold every part in memory."""
+    bomb = add_member(make_docx(tmp_path / "bomb.docx"), "word/media/padding.bin", bytes(20 * 2**20))
+    assert bomb.stat().st_size < 200_000
+
+    reason = load_error(bomb).reason
+    assert "zip bomb" in reason and "MiB" in reason
+
+
+def test_docx_zip_bomb_lying_about_its_sizes_is_refused(tmp_path):
+    """The sizes a zip declares are the attacker's to write; the guard trusts them because zipfile never unpacks
+    more than a member declares (it cuts there and the CRC check fails), which this checks."""
+    bomb = add_member(make_docx(tmp_path / "liar.docx"), "word/media/padding.bin", bytes(20 * 2**20))
+    data = bytearray(bomb.read_bytes())
+    at = 0
+    while (at := data.find(b"PK\x01\x02", at)) >= 0:  # each central-directory entry now claims 1 byte unpacked
+        data[at + 24:at + 28] = (1).to_bytes(4, "little")
+        at += 4
+    bomb.write_bytes(bytes(data))
+
+    assert "not a valid DOCX" in load_error(bomb).reason
+
+
+def test_docx_with_large_incompressible_media_still_loads(tmp_path):
+    """The ratio guard must not refuse a real document whose pictures do not compress."""
+    path = add_member(make_docx(tmp_path / "photos.docx"), "word/media/photo.jpg", os.urandom(3 * 2**20))
+
+    assert load_document(path).sections
 
 
 def test_file_over_max_bytes_is_refused_with_the_limit(tmp_path):

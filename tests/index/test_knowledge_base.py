@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,25 @@ def test_failed_file_is_reported_and_leaves_the_index_as_it_was(make_kb, notes, 
     assert "front matter" in results[0].reason and "empty" in results[2].reason
     after = kb.verify()
     assert after["consistent"] and after["manifest"] == before["manifest"] + results[1].chunks
+
+
+def test_a_zip_bomb_docx_fails_alone_and_its_indexed_version_stays(make_kb, notes, tmp_path):
+    import docx
+
+    path = tmp_path / "heart-failure.docx"
+    document = docx.Document()
+    document.add_paragraph("Measure NT-proBNP in suspected heart failure.")
+    document.save(path)
+    kb = make_kb()
+    kb.ingest([path])
+    before = kb.verify()
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:  # the same file, now a bomb
+        archive.writestr("word/media/padding.bin", bytes(20 * 2**20))
+    bomb, lithium = kb.ingest([path, notes["lithium"]])
+    assert bomb.status == "failed" and "zip bomb" in bomb.reason and lithium.status == "added"
+    assert [d.source for d in kb.documents() if d.kind == "docx"] == [str(path)]  # the indexed version stays
+    after = kb.verify()
+    assert after["consistent"] and after["manifest"] == before["manifest"] + lithium.chunks
 
 
 def test_directory_ingest_skips_unsupported_files_and_walks_only_when_recursive(make_kb, notes):
