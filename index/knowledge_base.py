@@ -224,10 +224,17 @@ class KnowledgeBase:
         except LoadError as exc:
             return IngestResult(str(path), "failed", reason=exc.reason)
         existing = self.manifest.document(doc.doc_id)
-        if existing:
+        replaced = [d.doc_id for d in self.manifest.find(doc.source) if d.doc_id != doc.doc_id]
+        if existing:  # the content is indexed already (doc_id is its hash), from this file or another
             same = None if existing.source == doc.source else f"same content as {existing.source}"
-            return IngestResult(str(path), "unchanged", doc.doc_id, existing.title, existing.n_chunks, same)
-        replaced = [d.doc_id for d in self.manifest.find(doc.source)]
+            if not replaced:
+                return IngestResult(str(path), "unchanged", doc.doc_id, existing.title, existing.n_chunks, same)
+            # The file was edited to match another indexed file: that copy stands for it, its old version goes.
+            self.manifest.publish(existing.doc_id, replaced)
+            for old in replaced:
+                self._drop(old)
+            return IngestResult(str(path), "replaced", doc.doc_id, existing.title, 0,
+                                f"{same}, indexed once; this file's old version is removed")
         chunks = chunk_document(doc, self.embedder.tokenize)
         ingested_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.manifest.add_pending(doc, chunks, ingested_at)

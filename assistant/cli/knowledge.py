@@ -37,7 +37,7 @@ def ingest_progress(description: str):
 
         def on_result(result) -> None:
             style = STATUS_STYLE[result.status]
-            detail = f"{result.chunks} chunks" if result.status in ("added", "replaced") else (result.reason or "")
+            detail = result.reason or (f"{result.chunks} chunks" if result.status in ("added", "replaced") else "")
             progress.console.print(f"[{style}]{result.status:>9}[/] {escape(str(result.path))}  "
                                    f"[dim]{escape(detail)}[/]")
 

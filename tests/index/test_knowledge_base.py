@@ -50,6 +50,20 @@ def test_changed_file_replaces_its_old_chunks(make_kb, notes, tmp_path):
     assert check["consistent"] and check["manifest"] < before
 
 
+def test_file_edited_to_equal_another_indexed_file_loses_its_old_version(make_kb, notes):
+    """Its content was found already indexed (from the other file) and reported unchanged: the old version
+    stayed under its path and was still cited."""
+    kb = make_kb()
+    kb.ingest(notes.values())
+    notes["gout"].write_bytes(notes["lithium"].read_bytes())
+    (result,) = kb.ingest([notes["gout"]])
+    assert result.status == "replaced" and f"same content as {notes['lithium'].resolve()}" in result.reason
+    assert sorted(d.title for d in kb.documents()) == ["Appendicitis", "Lithium monitoring"]
+    assert not any("Colchicine" in p.chunk.text for p in kb.search("colchicine for a gout flare", k=10))
+    assert kb.verify()["consistent"]
+    assert kb.ingest([notes["gout"]])[0].status == "unchanged"  # and again: nothing more happens
+
+
 def test_remove_by_path_and_by_id_prefix(make_kb, notes):
     kb = make_kb()
     results = kb.ingest(notes.values())
