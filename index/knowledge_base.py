@@ -93,6 +93,11 @@ def find_files(paths: Iterable[Path | str], recursive: bool = False,
                     yield file, None
 
 
+def _is_gone(source: str) -> bool:
+    """Whether a document's file no longer exists (a source that is not a local path never counts as gone)."""
+    return Path(source).is_absolute() and not Path(source).exists()
+
+
 def _leaves(link: Path, root: str) -> str | None:
     """Why a symlink found under `root` is not followed, or None when its target stays inside."""
     target = os.path.realpath(link)
@@ -201,14 +206,30 @@ class KnowledgeBase:
     def remove(self, key: str) -> list[DocumentRecord]:
         """Remove the documents whose id (or an 8+ character prefix) or source path is `key`."""
         self.recover()
-        path = Path(key).expanduser()
-        matches = self.manifest.find(key) or (self.manifest.find(str(path.resolve())) if path.exists() else [])
+        # Sources are stored resolved and absolute; resolve() needs no file, so a deleted one is found too.
+        matches = self.manifest.find(key) or self.manifest.find(str(Path(key).expanduser().resolve()))
         with self._write_lock():
-            for record in matches:
-                self.manifest.mark_removing(record.doc_id)
-                self._drop(record.doc_id)
-            self._sync_bm25()
+            self._remove(matches)
         return matches
+
+    def missing(self) -> list[DocumentRecord]:
+        """Documents whose source file is gone (deleted or moved since it was ingested)."""
+        return [d for d in self.documents() if _is_gone(d.source)]
+
+    def prune(self, documents: list[DocumentRecord] | None = None) -> list[DocumentRecord]:
+        """Remove `documents` (by default every one `missing()` lists) whose files are still gone."""
+        self.recover()
+        with self._write_lock():  # checked again under the lock: a file may have come back since it was listed
+            gone = [d for d in (self.missing() if documents is None else documents)
+                    if _is_gone(d.source) and self.manifest.document(d.doc_id)]
+            self._remove(gone)
+        return gone
+
+    def _remove(self, records: list[DocumentRecord]) -> None:
+        for record in records:
+            self.manifest.mark_removing(record.doc_id)
+            self._drop(record.doc_id)
+        self._sync_bm25()
 
     def ensure_starter(self, on_result=None, on_progress=None) -> list[IngestResult] | None:
         """Ingest the built-in starter notes the first time a home directory is used, and never again."""

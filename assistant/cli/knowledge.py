@@ -1,4 +1,4 @@
-"""Knowledge-base commands: ingest, sources, remove, search."""
+"""Knowledge-base commands: ingest, sources, remove, prune, search."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def register(main: click.Group) -> None:
     main.add_command(ingest)
     main.add_command(sources)
     main.add_command(remove)
+    main.add_command(prune)
     main.add_command(search)
 
 
@@ -92,35 +93,67 @@ def ingest(obj, paths, route, recursive, follow_links, as_json):
 
 
 @click.command()
+@click.option("--missing", is_flag=True, help="Only documents whose file is gone (deleted or moved).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_obj
-def sources(obj, as_json):
+def sources(obj, missing, as_json):
     """List the indexed documents."""
     kb = obj.kb
     ensure_starter(kb)
-    docs = kb.documents()
+    docs = kb.missing() if missing else kb.documents()
     if as_json:
         print(json.dumps([d.as_dict() for d in docs], indent=2))
         return
+    print_documents(docs)
+    err.print(f"{len(docs)} documents{' whose files are gone' if missing else ''}, "
+              f"{sum(d.n_chunks for d in docs)} chunks.")
+
+
+def print_documents(docs) -> None:
     table = Table("doc_id", "title", "routes", "chunks", "ingested", box=None)
     table.add_column("source", overflow="fold")
     for d in docs:
         table.add_row(d.doc_id[:12], escape(d.title), ",".join(d.routes), str(d.n_chunks), d.ingested_at[:10],
                       escape(d.source))
     out.print(table)
-    err.print(f"{len(docs)} documents, {sum(d.n_chunks for d in docs)} chunks.")
 
 
 @click.command()
 @click.argument("key")
 @click.pass_obj
 def remove(obj, key):
-    """Remove a document completely, by DOC_ID (or its first 8+ characters) or by source PATH."""
+    """Remove a document completely, by DOC_ID (or its first 8+ characters) or by source PATH (which may be
+    relative, and need not exist any more; `prune` removes every document whose file is gone)."""
     removed = obj.kb.remove(key)
     if not removed:
         err.print(f"[red]No document matches {escape(repr(key))}[/] (see `medassist sources`).")
         sys.exit(1)
     for d in removed:
+        err.print(f"removed {d.doc_id[:12]} {escape(d.title)} ({d.n_chunks} chunks) {escape(d.source)}")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("-y", "--yes", is_flag=True, help="Remove without asking.")
+@click.pass_obj
+def prune(obj, dry_run, yes):
+    """Remove the documents whose files are gone (deleted or moved since they were ingested).
+
+    Lists them first and asks before removing anything, unless --yes.
+    """
+    kb = obj.kb
+    gone = kb.missing()
+    if not gone:
+        err.print("Nothing to prune: every indexed file is still there.")
+        return
+    print_documents(gone)
+    if dry_run:
+        err.print(f"{len(gone)} documents would be removed (dry run: nothing was).")
+        return
+    if not yes and not click.confirm(f"Remove these {len(gone)} documents from the index?", err=True):
+        err.print("Nothing removed.")
+        return
+    for d in kb.prune(gone):
         err.print(f"removed {d.doc_id[:12]} {escape(d.title)} ({d.n_chunks} chunks) {escape(d.source)}")
 
 

@@ -98,6 +98,26 @@ def test_sources_search_and_remove(home, notes):
     assert missing.exit_code == 1 and "No document matches" in missing.stderr
 
 
+def test_sources_missing_and_prune_remove_documents_whose_files_are_gone(home, notes):
+    run("ingest", *map(str, notes.values()))
+    assert "Nothing to prune" in run("prune").stderr
+    notes["gout"].unlink()
+    missing = json.loads(run("sources", "--missing", "--json").stdout)
+    assert [d["title"] for d in missing] == ["Gout flare"]
+
+    dry = run("prune", "--dry-run")
+    assert dry.exit_code == 0 and "Gout flare" in dry.stdout and "dry run" in dry.stderr
+    declined = CliRunner().invoke(main, ["prune"], input="n\n", catch_exceptions=False)
+    assert declined.exit_code == 0 and "Remove these 1 documents" in declined.stderr
+    assert "Nothing removed" in declined.stderr
+    assert len(json.loads(run("sources", "--json").stdout)) == 3
+
+    pruned = run("prune", "--yes")
+    assert pruned.exit_code == 0 and "removed" in pruned.stderr and "Gout flare" in pruned.stderr
+    assert sorted(d["title"] for d in json.loads(run("sources", "--json").stdout)) == ["Appendicitis",
+                                                                                        "Lithium monitoring"]
+
+
 def test_plain_search_output_names_title_section_and_source(home, notes):
     run("ingest", str(notes["appendix"]))
     result = run("search", "right iliac fossa pain")

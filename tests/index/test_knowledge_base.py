@@ -75,6 +75,31 @@ def test_remove_by_path_and_by_id_prefix(make_kb, notes):
     assert kb.verify()["consistent"]
 
 
+def test_remove_by_relative_path_works_after_the_file_is_deleted(make_kb, notes, monkeypatch):
+    """Sources are stored as absolute paths; a relative key was only resolved while the file still existed."""
+    kb = make_kb()
+    kb.ingest(notes.values())
+    monkeypatch.chdir(notes["gout"].parent.parent)
+    notes["gout"].unlink()
+    assert [d.title for d in kb.remove("notes/gout.md")] == ["Gout flare"]
+    assert [d.title for d in kb.remove("./notes/../notes/lithium.md")] == ["Lithium monitoring"]  # file still there
+
+
+def test_prune_removes_the_documents_whose_files_are_gone(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    assert kb.missing() == []
+    notes["gout"].unlink()
+    notes["lithium"].rename(notes["lithium"].with_name("moved.md"))
+    assert sorted(d.title for d in kb.missing()) == ["Gout flare", "Lithium monitoring"]
+    lithium = next(d for d in kb.missing() if d.title == "Lithium monitoring")
+    assert [d.title for d in kb.prune([lithium])] == ["Lithium monitoring"]  # only what was asked
+    assert [d.title for d in kb.prune()] == ["Gout flare"]  # the default: every missing one
+    assert [d.title for d in kb.documents()] == ["Appendicitis"] and kb.missing() == []
+    assert {p.chunk.title for p in kb.search("lithium gout colchicine", k=10)} == {"Appendicitis"}
+    assert kb.verify()["consistent"]
+
+
 def test_route_filter_keeps_only_that_route(make_kb, notes):
     kb = make_kb()
     kb.ingest(notes.values())
