@@ -46,6 +46,12 @@ MIGRATIONS = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta VALUES ('generation', '0');
     """,
+    # The Chroma collection's name, one per home: two homes on one Chroma server once shared "medassist" and
+    # cited each other's chunks. A home that already holds documents keeps the old name (its vectors are there).
+    """
+    INSERT INTO meta SELECT 'collection', CASE WHEN EXISTS (SELECT 1 FROM documents) THEN 'medassist'
+                                               ELSE 'medassist-' || lower(hex(randomblob(8))) END;
+    """,
 ]
 
 
@@ -80,9 +86,12 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 def migrate(db: sqlite3.Connection, migrations: list[str]) -> None:
     """Apply the numbered `migrations` the database has not seen (its version is PRAGMA user_version)."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(migrations[version:], start=version + 1):
-        with transaction(db):
+    if db.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
+        return  # the usual case, without taking the write lock
+    with transaction(db):
+        # Read again under the write lock: two commands started at once on a new home both saw version 0.
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(migrations[version:], start=version + 1):
             # executescript() would COMMIT on its own; statements one by one stay in our transaction.
             for statement in script.split(";"):
                 if statement.strip():
@@ -98,6 +107,11 @@ class Manifest:
         # ingests from others; SQLite itself serialises access to the connection.
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA foreign_keys = ON")
+        # WAL: a search in one process never waits while another process's ingest commits (in the default
+        # rollback journal a commit locks readers out). Set once, it stays with the file; it needs the home on
+        # a local disk (README, "Two processes on one home").
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = FULL")  # a committed state change survives power loss
         self._migrate()
 
@@ -131,12 +145,22 @@ class Manifest:
     def chunk_ids(self, doc_id: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT chunk_id FROM chunks WHERE doc_id = ? ORDER BY position", (doc_id,))]
 
+    _READY_CHUNKS = ("SELECT c.chunk_id, c.doc_id, c.text, c.title, c.section, c.source, c.routes, c.page, "
+                     "d.ingested_at FROM chunks c JOIN documents d USING (doc_id) WHERE d.state = 'ready'")
+
     def ready_chunks(self) -> Iterator[Chunk]:
-        rows = self.db.execute(
-            "SELECT c.chunk_id, c.doc_id, c.text, c.title, c.section, c.source, c.routes, c.page, d.ingested_at "
-            "FROM chunks c JOIN documents d USING (doc_id) WHERE d.state = 'ready' ORDER BY c.doc_id, c.position")
-        for row in rows:
-            yield Chunk(*row[:6], tuple(row[6].split(",")), row[7], row[8])
+        for row in self.db.execute(f"{self._READY_CHUNKS} ORDER BY c.doc_id, c.position"):
+            yield self._chunk(row)
+
+    def ready_chunks_by_id(self, chunk_ids: list[str]) -> dict[str, Chunk]:
+        """The chunks among `chunk_ids` whose document is ready now: what a search may cite."""
+        marks = ",".join("?" * len(chunk_ids))
+        return {row[0]: self._chunk(row)
+                for row in self.db.execute(f"{self._READY_CHUNKS} AND c.chunk_id IN ({marks})", chunk_ids)}
+
+    @staticmethod
+    def _chunk(row) -> Chunk:
+        return Chunk(*row[:6], tuple(row[6].split(",")), row[7], row[8])
 
     def count_ready_chunks(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks JOIN documents USING (doc_id) "
@@ -150,8 +174,13 @@ class Manifest:
 
     @property
     def generation(self) -> int:
-        """Bumped by every change to the set of ready chunks; BM25 is stale when its generation differs."""
+        """Bumped by every committed change to the documents (pending, ready, removing, gone): BM25 is stale when
+        its generation differs, and a process whose generation is behind knows another one wrote."""
         return int(self.get_meta("generation", "0"))
+
+    @property
+    def collection_name(self) -> str:
+        return self.get_meta("collection", "medassist")
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -170,6 +199,7 @@ class Manifest:
             db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(c.chunk_id, c.doc_id, i, c.text, c.title, c.section, c.source, ",".join(c.routes), c.page)
                             for i, c in enumerate(chunks)])
+            self._bump(db)  # its chunks are about to reach Chroma: other processes must reopen their view after
 
     def publish(self, doc_id: str, replaces: list[str]) -> None:
         """Make `doc_id` ready and mark the documents it replaces for removal, in one step."""
@@ -186,6 +216,7 @@ class Manifest:
     def delete(self, doc_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+            self._bump(db)  # its chunks just left Chroma
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
