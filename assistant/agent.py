@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
 from assistant.evidence import CLOSE_TO_BEST, STOP_WORDS, EvidenceReader, Quote, Unit, about
 from assistant.grounding import GroundingChecker, split_sentences
@@ -23,8 +24,8 @@ from index.retrieve import RRF_K  # the routed and unfiltered rankings are fused
 # question and the agent abstains. benchmarks/abstention_calibration.py on the starter notes: at 0.35
 # all 30 off-topic questions abstain and 90% of 193 medical questions are answered.
 MIN_RELEVANCE = 0.35
-# A question holding a word no indexed chunk holds abstains below this best similarity, unless the passages
-# found hold one of its rare known words (in at most RARE_SHARE of the chunks); tuned on the dev half of
+# A question whose rare known words (in at most RARE_SHARE of the chunks) are all missing from the passages found,
+# or that holds a word no chunk holds and none of its rare words, abstains below this best similarity; tuned on the dev half of
 # benchmarks/data/answer_questions.jsonl (see Agent._uncovered).
 UNKNOWN_WORD_RELEVANCE = 0.6
 RARE_SHARE = 0.02
@@ -118,7 +119,8 @@ class Agent:
 
         if use_rag:
             t = time.perf_counter()
-            passages = self._retrieve(question, routed, k or self.k)
+            searched = expand(question)  # "CAP" finds "community-acquired pneumonia"
+            passages = self._retrieve(searched, routed, k or self.k)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
                                          p.chunk.page, p.chunk.text, round(p.score, 5),
@@ -126,23 +128,24 @@ class Agent:
                                 for n, p in enumerate(passages, start=1)]
             best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
             words = self._question_words(question)
-            rare = self._rare(words)
-            missing = self._uncovered(words, rare, answer.citations, best)
+            rare = self._rare(self._question_words(searched))
+            t = time.perf_counter()
+            quotes = self._read(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []
+            timings["evidence_s"] = time.perf_counter() - t
+            used = {q.n for q in quotes}
+            missing = self._uncovered(words, rare, [c for c in answer.citations if c.n in used], best)
             if best < MIN_RELEVANCE or missing:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
                                          f"{best:.2f} < {MIN_RELEVANCE})" if best < MIN_RELEVANCE else
-                                         f"no passage found mentions {' or '.join(missing)}")
+                                         f"no passage quoted mentions {' or '.join(missing)}")
                 answer.answer = ("The indexed sources do not support an answer to this question. Add a relevant "
                                  "reference with `medassist ingest`, or ask with --no-rag for an unsourced answer.")
                 answer.citations = []
                 answer.timings = _rounded(timings, start)
                 return answer
-            t = time.perf_counter()
             answer.mode = "extractive"
-            quotes = self._read(question, answer.citations, rare)
             answer.answer, answer.sentences = quoted(quotes)
-            timings["evidence_s"] = time.perf_counter() - t
             answer.timings = _rounded(timings, start)
             if on_evidence:
                 on_evidence(answer)
@@ -172,7 +175,7 @@ class Agent:
         # enough: a sentence copied from the wrong passage passes the check, so the answer must also read
         # as an answer to this question as well as the quotes do (the evidence reader's own score).
         if (supported and len(supported) * 2 >= len(checked)
-                and self._answers_as_well(question, supported, answer.citations, quotes, rare)):
+                and self._answers_as_well(searched, supported, answer.citations, quotes, rare)):
             answer.mode = "generated"
             answer.answer, answer.sentences = " ".join(s.text for s in supported), supported
         timings["check_s"] = time.perf_counter() - t
@@ -209,19 +212,21 @@ class Agent:
         limit = max(3, RARE_SHARE * self.kb.retriever.chunk_count)
         return frozenset(w for w, count in words.items() if 0 < count <= limit)
 
-    def _uncovered(self, words: dict[str, int], rare: frozenset[str], citations: list[Citation],
+    def _uncovered(self, words: dict[str, int], rare: frozenset[str], quoted: list[Citation],
                    best: float) -> list[str]:
-        """Words of the question that no indexed chunk holds ("impetigo"), when the passages found are only
-        loosely related and hold none of the question's rare known words. Similarity alone would answer
-        "Which antibiotic cream is used for impetigo?" from the notes on other antibiotics; a clinical question
-        phrased oddly ("I forgot my apixaban, it's lunchtime") still has its rare word (apixaban) in the passages
-        that answer it."""
+        """The words that say what the question is about (those no indexed chunk holds, "impetigo", and its rare
+        known words, "gout") when the passages are only loosely related and those quoted hold none of its rare
+        words. Similarity alone would answer "Which antibiotic cream is used for impetigo?" from the notes on
+        other antibiotics, and "first-line treatment for a gout flare?" with the UTI note's first-line drugs (a
+        diuretics passage that mentions gout was retrieved, but it was not what the reader quoted); a clinical
+        question phrased oddly ("I forgot my apixaban, it's lunchtime") still has its rare word (apixaban) in
+        the passages that answer it."""
         unknown = [w for w, count in words.items() if count == 0]
-        if best >= UNKNOWN_WORD_RELEVANCE or not unknown:
+        if best >= UNKNOWN_WORD_RELEVANCE or not (unknown or rare):
             return []
         retriever = self.kb.retriever
-        held = set().union(*(retriever.document_frequencies(f"{c.title} {c.section} {c.text}") for c in citations))
-        return [] if rare & held else unknown
+        held = set().union(*(retriever.document_frequencies(f"{c.title} {c.section} {c.text}") for c in quoted))
+        return [] if rare & held else unknown + sorted(rare)
 
     def _generate(self, backend, question, citations, on_text, cancel) -> tuple[str, str]:
         sources = [source_text(c.n, c.title, c.section, c.text) for c in citations] if citations else None

@@ -33,12 +33,17 @@ from assistant.grounding import split_sentences
 from assistant.router import DRUG_NAMES, DRUG_STEMS
 
 MAX_QUOTES = 3
-CLOSE_TO_BEST = 0.12  # a further quote must score within this of the best one (scores are ~0..1.5)
+CLOSE_TO_BEST = 0.2  # a further quote must score within this of the best one (scores are ~0..2)
 CLOSE_TO_BEST_OTHER_NOTE = 0.08  # ... and within this when it comes from another note than the best one
 MIN_WORDS = 4  # shorter units ("Caution.") carry no fact worth quoting
 SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together with the next
-# Chosen on the dev half among type 0.15/0.3, lexical 0.6/0.9 and CLOSE_TO_BEST 0.08/0.12 (then split by note):
-# fewer quotes about another subject won over a few more facts (the best-fact setting: 0.77 with 11 such quotes).
+# Chosen on the dev half among type 0.15/0.3, lexical 0.6/0.9 and CLOSE_TO_BEST 0.08/0.12/0.2/0.3/0.5 (split by
+# note): once further quotes had to stay in the first quote's note or name the subject themselves, 0.2 gave
+# 5 more facts than 0.12 and no quote about another subject; wider gave one more fact and more such quotes.
+# A listwise softmax fit of these and four more features (the heading's similarity, lexical overlap with the
+# text alone, same note as the first passage, holds a number) did no better in 5-fold CV on the dev half
+# (top unit answers 0.72 vs 0.73), so the hand-set weights stay.
+FEATURES = ("dense", "lexical", "type", "subject", "rank")
 WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks
@@ -65,8 +70,6 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                    r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*)\b"),
 }
 _DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
-_CLASS = re.compile(r"^(?:sglt2|glp-?1|doacs?|ssris?|snris?|nsaids?|ppi|ace ?inhibitors?|arbs?|statins?|antibiotics?|"
-                    r"beta[- ]?blockers?|diuretics?|anticoagulants?|antidepressants?|opioids?|steroids?|inhalers?)$")
 _WORD = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
 where why how do does did should would could can may might i we you he she it they my our your his her its their
@@ -105,16 +108,64 @@ def question_type(question: str) -> str | None:
 
 SAME_DRUG = {"epinephrine": "adrenaline", "acetaminophen": "paracetamol", "albuterol": "salbutamol",
              "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
+# Drug classes: what a note or sentence calls the class -> the members it covers. A class word names every
+# member: "Verapamil with a beta-blocker ..." is about bisoprolol, and a sentence under "Direct oral
+# anticoagulants › Counselling" is about apixaban. Two members of one class are siblings: a sentence about
+# rivaroxaban never answers a question about apixaban.
+DRUG_CLASSES = {
+    "anticoagulant": (r"anticoagulants?|blood thinners?", r"\w+xaban|dabigatran|warfarin|\w*heparin|enoxaparin"),
+    "doac": (r"doacs?|noacs?|direct oral anticoagulants?", r"\w+xaban|dabigatran"),
+    "antiplatelet": (r"antiplatelets?", r"aspirin|clopidogrel|ticagrelor|prasugrel"),
+    "beta-blocker": (r"beta[- ]?blockers?", r"\w+olol"),
+    "calcium-channel blocker": (r"calcium[- ]channel blockers?|ccbs?|dihydropyridines?", r"\w+dipine|verapamil|diltiazem"),
+    "ace inhibitor": (r"ace[- ]?inhibitors?", r"\w+pril"),
+    "arb": (r"arbs?|angiotensin(?:[- ]ii)? receptor blockers?", r"\w+sartan"),
+    "statin": (r"statins?", r"\w+statin"),
+    "antidepressant": (r"antidepressants?|ssris?|snris?", r"sertraline|\w*citalopram|fluoxetine|paroxetine|"
+                       r"venlafaxine|duloxetine|mirtazapine|amitriptyline"),
+    "ppi": (r"ppis?|proton[- ]pump inhibitors?", r"\w+prazole"),
+    "sglt2 inhibitor": (r"sglt2(?: inhibitors?)?|gliflozins?", r"\w+gliflozin"),
+    "glp-1 agonist": (r"glp-?1(?: receptor)?(?: agonists?| ras?)?", r"\w+glutide"),
+    "nsaid": (r"nsaids?", r"ibuprofen|naproxen|diclofenac|\w+coxib|\w+fenac|\w+profen"),
+    "opioid": (r"opioids?|opiates?", r"morphine|codeine|tramadol|oxycodone|fentanyl|buprenorphine"),
+    "diuretic": (r"diuretics?|thiazides?|water tablets?", r"furosemide|bumetanide|indapamide|\w*thiazide|"
+                 r"chlortalidone|spironolactone|eplerenone"),
+    "corticosteroid": (r"steroids?|corticosteroids?|ics", r"prednisolone|prednisone|hydrocortisone|dexamethasone|"
+                       r"\w+sonide|\w+metasone"),
+    "antibiotic": (r"antibiotics?", r"\w+cillin|\w+mycin|\w+floxacin|\w+cycline|nitrofurantoin|trimethoprim|"
+                   r"cef\w+|co-amoxiclav|clarithromycin"),
+}
+SUBCLASS = {"doac": "anticoagulant"}
+_CLASS_WORDS = [(name, re.compile(rf"\b(?:{words})\b", re.I)) for name, (words, _) in DRUG_CLASSES.items()]
+_MEMBERS = {name: re.compile(rf"^(?:{members})$") for name, (_, members) in DRUG_CLASSES.items()}
+_MEMBER_NAMES = re.compile(rf"\b(?:{'|'.join(members for _, members in DRUG_CLASSES.values())})\b", re.I)
 
 
 def drugs_named(text: str) -> set[str]:
-    names = {m.group(0).lower() for m in _DRUG.finditer(text)}
-    return {SAME_DRUG.get(name, name) for name in names}
+    """The drugs a text names: each drug's own name, and each drug class by its name in DRUG_CLASSES."""
+    classes = {name for name, words in _CLASS_WORDS if words.search(text)}
+    masked = text
+    for _, words in _CLASS_WORDS:  # "statins" is the class, not a drug called "statins"
+        masked = words.sub(" ", masked)
+    names = {m.group(0).lower() for pattern in (_DRUG, _MEMBER_NAMES) for m in pattern.finditer(masked)}
+    return classes | {SAME_DRUG.get(name, name) for name in names}
 
 
-def _same_drug(asked: set[str], named: set[str]) -> bool:
-    """A name matches itself and its class word inside it: "statin" matches "atorvastatin" and "statins"."""
-    return any(a in b or b in a for a in asked for b in named)
+def _classes_of(drug: str) -> set[str]:
+    return {drug} if drug in DRUG_CLASSES else {name for name, members in _MEMBERS.items() if members.match(drug)}
+
+
+def _related(a: str, b: str) -> bool:
+    """The same drug, a drug and its class, or a class and the class it belongs to (doac, anticoagulant)."""
+    if a in DRUG_CLASSES and b in DRUG_CLASSES:
+        return a == b or SUBCLASS.get(a) == b or SUBCLASS.get(b) == a
+    return a == b or a in _classes_of(b) or b in _classes_of(a)
+
+
+def _siblings(asked: set[str], named: set[str]) -> bool:
+    """A named drug that is another member of an asked drug's class (rivaroxaban when apixaban was asked)."""
+    return any(b not in DRUG_CLASSES and b != a and _classes_of(a) & _classes_of(b)
+               for a in asked if a not in DRUG_CLASSES for b in named)
 
 
 def about(title: str, section: str) -> str:
@@ -147,7 +198,9 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         sentences = split_sentences(line)
         label = _LABEL.match(line)
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
-            sentences[1:] = [f"{label.group(1).strip()}: {s}" for s in sentences[1:]]
+            name = label.group(1).strip()  # ... but "Edoxaban relies on PCC" under "Apixaban or rivaroxaban" is not
+            labelled = drugs_named(name)
+            sentences[1:] = [s if labelled and drugs_named(s) - labelled else f"{name}: {s}" for s in sentences[1:]]
         # A short sentence rarely stands alone ("Do not stop suddenly.", "Swollen ankles are common."): the
         # next one says how or why, so it is quoted with it.
         sentences = [f"{a} {b}" if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
@@ -183,12 +236,12 @@ class EvidenceReader:
         """`passages`: (n, title, section, text) in retrieval order; `skip(text)` drops units (e.g. injections);
         `rare_words`: stems of the question's words that few indexed chunks hold (its drug, test or score:
         "nihss", "curb"), which mark the units about the question's subject."""
-        candidates = [u for p in passages for u in units(*p) if not skip(u.text)]
-        candidates = _unique(candidates)
+        candidates = self.candidates(passages, skip)
         if not candidates:
             return []
-        scores, subject = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)},
-                                      rare_words=rare_words, with_subject=True)
+        scores = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)},
+                             rare_words=rare_words)
+        asked = drugs_named(question)
         order = np.argsort(-scores)
         best = float(scores[order[0]])
         if best == -np.inf:
@@ -198,38 +251,59 @@ class EvidenceReader:
             if len(chosen) == limit or scores[i] < best - CLOSE_TO_BEST or scores[i] == -np.inf:
                 break
             unit = candidates[i]
-            # A further quote stays with the first one's note, or names the question's subject itself and scores
-            # closer still: a near-scoring sentence from another note is how a quote ends up read as being
-            # about the wrong thing.
+            # A further quote stays with the first one's note, or names the question's subject in its own words
+            # and scores closer still: a near-scoring sentence from another note is how a quote ends up read as
+            # being about the wrong thing.
             other_note = unit.title != candidates[order[0]].title
-            if chosen and other_note and (not subject[i] or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
+            if chosen and other_note and (not _says_subject(asked, rare_words, unit.text)
+                                          or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
                 continue
             if any(_contains(q.text, unit.text) for q in chosen):
                 continue
             chosen.append(Quote(unit.n, unit.text, unit.about, round(float(scores[i]), 4)))
         return chosen
 
+    @staticmethod
+    def candidates(passages: list[tuple[int, str, str, str]], skip=lambda text: False) -> list[Unit]:
+        """The passages' units, in order, each text once (overlapping chunks repeat sentences)."""
+        return _unique([u for p in passages for u in units(*p) if not skip(u.text)])
+
     def scores(self, question: str, candidates: list[Unit], rank: dict[int, int],
-               rare_words: frozenset[str] = frozenset(), with_subject: bool = False):
-        """Each unit's score (-inf for one about another drug); `with_subject`: also 1 where it names the subject."""
+               rare_words: frozenset[str] = frozenset()) -> np.ndarray:
+        """Each unit's score (-inf for one about another drug than the one asked about: never quoted)."""
+        features, wrong = self.features(question, candidates, rank, rare_words)
+        total = features @ np.array([WEIGHTS[name] for name in FEATURES])
+        total[wrong] = -np.inf
+        return total
+
+    def features(self, question: str, candidates: list[Unit], rank: dict[int, int],
+                 rare_words: frozenset[str] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+        """(one row per unit, one column per name in FEATURES; True where a unit is about another drug)."""
         contexts = [f"{u.about}: {u.text}" for u in candidates]
         vectors = np.asarray(self.embedder.embed([question, *contexts]), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        dense = vectors[1:] @ vectors[0]
-        lexical = _lexical(question, contexts)
         kind = question_type(question)
         looks = re.compile(QUESTION_TYPES[kind][1], re.I) if kind else None
-        typed = np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts])
         subject, wrong = _subject(question, candidates)
         if rare_words:  # the unit, its heading or its paragraph names the question's rare word
             named = np.array([1.0 if rare_words & set(_terms(f"{c} {u.context}")) else 0.0
                               for c, u in zip(contexts, candidates)])
             subject = np.maximum(subject, named)
-        prior = np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates])
-        total = (WEIGHTS["dense"] * dense + WEIGHTS["lexical"] * lexical + WEIGHTS["type"] * typed
-                 + WEIGHTS["subject"] * subject + WEIGHTS["rank"] * prior)
-        total[wrong] = -np.inf  # about another drug than the one asked about: never quoted
-        return (total, subject) if with_subject else total
+        columns = {
+            "dense": vectors[1:] @ vectors[0],
+            "lexical": _lexical(question, contexts),
+            "type": np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts]),
+            "subject": subject,
+            "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
+        }
+        return np.column_stack([columns[name] for name in FEATURES]), wrong
+
+
+def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:
+    """The text itself names the asked drug (or its class), or, for a question naming no drug, a rare word of it."""
+    if asked:
+        return any(_related(a, b) for a in asked for b in drugs_named(text))
+    return bool(rare_words & set(_terms(text)))
 
 
 def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndarray]:
@@ -237,20 +311,22 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
 
     The most specific mention decides: the unit's own text, then the sentences before it in its
     paragraph, then its heading ("eGFR 30–44: review the dose" under "Metformin › Dose" is metformin's).
-    A question about a class ("NSAIDs") accepts a member ("Ibuprofen: ...") under a heading naming it."""
+    A class counts for its members, both ways. A unit that names only other drugs is about them, unless it
+    sits in the asked drug's own note and names none of its siblings: "diuretics help little" in the
+    calcium-channel blockers' note answers "ankles swollen on amlodipine, would a water tablet help?"."""
     asked = drugs_named(question)
     hits, wrong = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
     if not asked:
         return hits, wrong
-    class_question = any(_CLASS.match(name) for name in asked)
+    relates = lambda named: any(_related(a, b) for a in asked for b in named)  # noqa: E731
     for i, unit in enumerate(candidates):
         specific, heading = drugs_named(unit.text) or drugs_named(unit.context), drugs_named(unit.about)
-        if _same_drug(asked, specific) or not specific and _same_drug(asked, heading):
+        if relates(specific) or not specific and relates(heading):
             hits[i] = 1.0
-        elif specific and class_question and _same_drug(asked, heading):
-            hits[i] = 0.5
+        elif specific:
+            wrong[i] = _siblings(asked, specific) or not relates(heading)
         else:
-            wrong[i] = bool(specific or heading)
+            wrong[i] = bool(heading)
     return hits, wrong
 
 

@@ -132,7 +132,9 @@ class Retriever:
         import difflib
 
         vocab = self.bm25.bm25.vocab_dict if self.bm25 is not None else {}
-        close = difflib.get_close_matches(stem, vocab.keys(), n=1, cutoff=0.8) if len(stem) >= 5 else []
+        close = difflib.get_close_matches(stem, vocab.keys(), n=3, cutoff=0.8) if len(stem) >= 5 else []
+        # A typo is one slip (two in a long word); a near ratio alone maps "toddler" to "toler" (tolerance).
+        close = [word for word in close if _edits(stem, word) <= (1 if len(stem) < 8 else 2)]
         return (close[0], self._frequency(close[0])) if close else None
 
     @property
@@ -171,3 +173,15 @@ class Retriever:
                 retriever = None
             self._sparse_by_route[route] = retriever and PositiveScoreRetriever(retriever)
         return self._sparse_by_route[route]
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance, with a swap of two neighbours counting as one edit ("waht")."""
+    previous, current = None, list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        before, previous, current = previous, current, [i] + [0] * len(b)
+        for j, y in enumerate(b, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
+            if before is not None and i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                current[j] = min(current[j], before[j - 2] + 1)
+    return current[-1]

@@ -78,6 +78,16 @@ def wait_for_port(port: int, process, timeout: float = 60) -> None:
     pytest.fail(f"no server listening on port {port} after {timeout:.0f} s")
 
 
+@pytest.fixture(scope="session")
+def starter_home(tmp_path_factory, embedder):
+    """A home with the starter notes indexed, built once per session: copy it before changing it."""
+    from index import KnowledgeBase
+
+    home = tmp_path_factory.mktemp("starter-home")
+    KnowledgeBase(home, embedder=embedder).ensure_starter()
+    return home
+
+
 @pytest.fixture
 def make_kb(tmp_path, embedder):
     """A factory for KnowledgeBase objects sharing the loaded embedder; the default home is per test."""

@@ -11,9 +11,11 @@ Two levels, both through public interfaces:
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
 
+from assistant.abbreviations import expand
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
 from assistant.evidence import about, drugs_named, question_type, units
@@ -267,3 +269,51 @@ def test_without_generation_the_model_is_never_loaded_unless_retrieval_is_off(ma
     backend = ScriptedBackend("", "Drink water.")
     answer = Agent(kb, lambda: backend, generate=False).ask("What raises lithium levels?", use_rag=False)
     assert backend.prompts and answer.mode == "unsourced" and "Drink water." in answer.answer
+
+
+@pytest.fixture(scope="module")
+def starter_agent(starter_home, tmp_path_factory, embedder):
+    """The agent over the starter notes (a copy of the session's home), as a user's first `ask` gets it."""
+    from index import KnowledgeBase
+
+    home = tmp_path_factory.mktemp("evidence-starter") / "home"
+    shutil.copytree(starter_home, home)
+    return Agent(KnowledgeBase(home, embedder=embedder), None)
+
+
+def test_shorthand_finds_the_note_that_spells_it_out(starter_agent):
+    assert expand("Low-severity CAP, no allergies: abx?") == (
+        "Low-severity CAP (community-acquired pneumonia), no allergies: abx (antibiotics)?")
+    assert expand("PE or a GLP-1 RA? pe") == "PE (pulmonary embolism) or a GLP-1 RA? pe"  # capitals must match
+    assert expand("Post-BD FEV1 in COPD, chronic obstructive pulmonary disease") == (
+        "Post-BD (post-bronchodilator) FEV1 in COPD, chronic obstructive pulmonary disease")  # spelled out already
+    answer = starter_agent.ask("Low-severity CAP in an adult with no allergies: which antibiotic?")
+    # Without the expansion the best quote came from "Common oral antibiotics › Penicillin allergy".
+    assert titles_quoted(answer) == {"Community-acquired pneumonia in adults — treatment"}, answer.answer
+
+
+def test_a_drug_class_speaks_for_its_members_and_siblings_stay_apart(starter_agent):
+    assert drugs_named("Verapamil and diltiazem: combining them with a beta-blocker") == {
+        "verapamil", "diltiazem", "beta-blocker"}
+    assert drugs_named("Direct oral anticoagulants (DOACs) › Counselling") == {"doac", "anticoagulant"}
+    # The interaction is written under "Beta-blockers" and names the class, not bisoprolol.
+    answer = starter_agent.ask("Patient on bisoprolol with SVT: can I give IV verapamil?")
+    assert "combining them with a beta-blocker" in answer.answer, answer.answer
+    # "Missed dose" sits under the DOAC note's counselling heading and names no drug: it is apixaban's too.
+    answer = starter_agent.ask("I forgot my morning apixaban and it's now lunchtime, about 4 hours late. "
+                               "Should I still take it?")
+    assert "Missed dose" in answer.answer and "within 6 hours" in answer.answer, answer.answer
+    for line in quote_lines(answer):  # a sibling is quoted only beside apixaban ("Apixaban or rivaroxaban: ...")
+        assert "apixaban" in line["text"].lower() or not drugs_named(line["text"]), line["text"]
+
+
+def test_a_topic_the_notes_only_brush_against_abstains(starter_agent):
+    """'gout' is in the index, just not in anything retrieval found for the question: the UTI note's first-line
+    drugs are no answer. 'toddler' is no typo of 'tolerance'."""
+    for question, word in [("What is the first-line treatment for a gout flare?", "gout"),
+                           ("Does a toddler with an ear infection need antibiotics?", "toddler")]:
+        answer = starter_agent.ask(question)
+        assert answer.abstained, answer.answer
+        assert word in answer.abstain_reason
+    assert starter_agent.kb.retriever.near("toddler") is None
+    assert starter_agent.kb.retriever.near("amoxicilin")[0] == "amoxicillin"

@@ -22,15 +22,6 @@ from assistant.tui.widgets.exchange import Exchange
 SIZE = (120, 40)
 
 
-@pytest.fixture(scope="session")
-def starter_home(tmp_path_factory, embedder):
-    from index import KnowledgeBase
-
-    home = tmp_path_factory.mktemp("starter-home")
-    KnowledgeBase(home, embedder=embedder).ensure_starter()
-    return home
-
-
 @pytest.fixture
 def home(starter_home, tmp_path):
     """A home with the starter notes already indexed (a copy: each test may change it)."""

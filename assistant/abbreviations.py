@@ -1,0 +1,66 @@
+"""Clinical shorthand spelled out, so that "CAP", "DCCV" and "pred" find the notes that say "community-acquired
+pneumonia", "cardioversion" and "prednisolone".
+
+Clinicians ask in shorthand; reference notes mostly write terms out. MiniLM knows few clinical
+abbreviations, and BM25 matches only the letters written, so a question is searched and read with each
+abbreviation followed by its meaning: "Low-severity CAP (community-acquired pneumonia) ...". The
+abbreviation is kept, because notes use it too ("usual in AF"). Only unambiguous expansions are listed
+("BD" is twice daily or bronchodilator, so only "post-BD" is listed). No library offers a clinical abbreviation
+list that works offline; this one is written for the project from common UK and US usage.
+"""
+
+from __future__ import annotations
+
+import re
+
+ABBREVIATIONS = {
+    "AAA": "abdominal aortic aneurysm", "ABG": "arterial blood gas", "ABPM": "ambulatory blood pressure monitoring",
+    "abx": "antibiotics", "ACEi": "ACE inhibitor", "ACS": "acute coronary syndrome", "AF": "atrial fibrillation",
+    "AKI": "acute kidney injury", "BG": "blood glucose", "BMs": "blood glucose", "BP": "blood pressure",
+    "BPH": "benign prostatic hyperplasia", "CAP": "community-acquired pneumonia", "CCB": "calcium-channel blocker",
+    "CHF": "heart failure", "CKD": "chronic kidney disease", "COCP": "combined oral contraceptive pill",
+    "COPD": "chronic obstructive pulmonary disease", "CrCl": "creatinine clearance", "CRP": "C-reactive protein",
+    "CVA": "stroke", "CXR": "chest X-ray", "DCCV": "electrical cardioversion", "DKA": "diabetic ketoacidosis",
+    "DM": "diabetes", "DVT": "deep vein thrombosis", "Dx": "diagnosis", "ddx": "differential diagnosis",
+    "EF": "ejection fraction", "FBC": "full blood count", "FRIII": "fixed-rate intravenous insulin infusion",
+    "GI": "gastrointestinal", "GORD": "gastro-oesophageal reflux disease", "HBPM": "home blood pressure monitoring",
+    "HF": "heart failure", "HFrEF": "heart failure with reduced ejection fraction",
+    "HFpEF": "heart failure with preserved ejection fraction", "HRT": "hormone replacement therapy",
+    "HTN": "hypertension", "Hx": "history", "ICH": "intracranial haemorrhage", "ICS": "inhaled corticosteroid",
+    "IHD": "ischaemic heart disease", "IM": "intramuscular", "IV": "intravenous",
+    "LABA": "long-acting beta-agonist", "LAMA": "long-acting muscarinic antagonist", "LFTs": "liver function tests",
+    "LMWH": "low-molecular-weight heparin", "LUTS": "lower urinary tract symptoms", "LVEF": "ejection fraction",
+    "MART": "maintenance and reliever therapy", "MI": "myocardial infarction",
+    "MRA": "mineralocorticoid receptor antagonist", "NIV": "non-invasive ventilation", "OAB": "overactive bladder",
+    "OGTT": "oral glucose tolerance test", "PAD": "peripheral arterial disease", "PE": "pulmonary embolism",
+    "post-bd": "post-bronchodilator", "PPI": "proton-pump inhibitor", "pred": "prednisolone",
+    "PRN": "as needed", "pt": "patient", "Rx": "treatment",
+    "SABA": "short-acting beta-agonist", "SAH": "subarachnoid haemorrhage", "sats": "oxygen saturation",
+    "SC": "subcutaneous", "SGLT2i": "SGLT2 inhibitor", "SOB": "shortness of breath",
+    "SUI": "stress urinary incontinence", "SVT": "supraventricular tachycardia", "T2DM": "type 2 diabetes",
+    "TFTs": "thyroid function tests", "TIA": "transient ischaemic attack", "Tx": "treatment",
+    "U&E": "urea and electrolytes", "U&Es": "urea and electrolytes", "UTI": "urinary tract infection",
+    "VTE": "venous thromboembolism",
+}
+# Capitals must match ("PE" is pulmonary embolism, "pe" nothing); shorthand listed in lower case matches in
+# any case ("Pred", "Post-BD").
+_LOWER = {a.lower(): a for a in ABBREVIATIONS if a == a.lower()}
+_PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True)
+                                               if a != a.lower())
+                      + r"|(?i:" + "|".join(re.escape(a) for a in sorted(_LOWER, key=len, reverse=True)) + r"))(?![\w-])")
+
+
+def expand(question: str) -> str:
+    """The question with each known abbreviation followed by its meaning, once: "CAP (community-acquired
+    pneumonia)". A meaning the question already spells out is not added again."""
+    lowered, seen = question.lower(), set()
+
+    def spell(match: re.Match) -> str:
+        short = match.group(1)
+        meaning = ABBREVIATIONS.get(short) or ABBREVIATIONS[_LOWER[short.lower()]]
+        if short in seen or meaning.lower() in lowered:
+            return short
+        seen.add(short)
+        return f"{short} ({meaning})"
+
+    return _PATTERN.sub(spell, question)
