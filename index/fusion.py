@@ -23,8 +23,7 @@ class RankFusionRetriever(QueryFusionRetriever):
         for (_query, which), hits in results.items():
             for rank, hit in enumerate(sorted(hits, key=lambda h: h.score or 0.0, reverse=True)):
                 node_id = hit.node.node_id
-                if node_id not in hits_by_id or not hits_by_id[node_id].node.metadata:
-                    hits_by_id[node_id] = hit  # prefer a copy with text (BM25's) over a dense id-only one
+                hits_by_id.setdefault(node_id, hit)  # either copy: the passage's chunk comes from the manifest
                 own_scores.setdefault(node_id, {})[which] = hit.score
                 fused[node_id] = fused.get(node_id, 0.0) + 1.0 / (self.rrf_k + rank + 1)
         ranked = sorted(fused, key=fused.get, reverse=True)
@@ -45,10 +44,25 @@ class PositiveScoreRetriever(BaseRetriever):
         return [hit for hit in self.inner.retrieve(query_bundle) if (hit.score or 0.0) > 0.0]
 
 
+class ReadyOnlyRetriever(BaseRetriever):
+    """Keeps the candidates whose document is ready now, by one manifest lookup (`ready(ids) -> {id: Chunk}`),
+    and puts their chunks in `chunks`. Chroma holds a `pending` document's chunks before it is published, and a
+    reader's Chroma client or BM25 index may still hold a document another process has just removed."""
+
+    def __init__(self, inner: BaseRetriever, ready, chunks: dict):
+        super().__init__()
+        self.inner, self.ready, self.chunks = inner, ready, chunks
+
+    def _retrieve(self, query_bundle):
+        hits = self.inner.retrieve(query_bundle)
+        found = self.ready([hit.node.node_id for hit in hits]) if hits else {}
+        self.chunks.update(found)
+        return [hit for hit in hits if hit.node.node_id in found]
+
 
 class DenseIdRetriever(BaseRetriever):
-    """Dense candidates from Chroma as ids and scores only; the text of the few that survive fusion is read
-    afterwards (`Retriever.retrieve`).
+    """Dense candidates from Chroma as ids and scores only; their text comes from the manifest, read for the
+    ready ones only (`ReadyOnlyRetriever`).
 
     Why not llama-index's VectorIndexRetriever: it fetches every candidate's text and metadata and rebuilds
     40 nodes per query, a third of a search at 100k chunks (docs/benchmarks.md). Route filters are done

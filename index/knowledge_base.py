@@ -5,19 +5,33 @@ All-or-nothing ingest, in four committed steps (the manifest is the source of tr
   2. the chunks are embedded and added to Chroma;
   3. one manifest transaction makes the document `ready` and marks the one it replaces `removing`;
   4. the replaced document's chunks leave Chroma and the manifest; BM25 is rebuilt once per batch.
-If the process dies anywhere, `recover()` (run before any write or search) deletes what `pending`
-documents left in Chroma, finishes `removing` ones, and rebuilds a stale BM25 index.
+If the process dies anywhere, whoever next takes the home's write lock deletes what `pending` documents
+left in Chroma, finishes `removing` ones, and rebuilds a stale BM25 index (`_catch_up`).
 llama-index's docstore de-duplication is not used: it cannot make a change atomic across the three stores.
+
+Two processes on one home (a chat open while `medassist ingest` runs in another terminal):
+  * One writer at a time: ingest, remove and recovery hold `write.lock` (an flock; two ingests wait in turn).
+  * Readers never wait for it. A search reads the manifest's generation (one SQLite read; WAL, so never
+    blocked by a commit) and the BM25 pointer; when either moved, it reloads what changed: the BM25 index, the
+    route map, and, if the lock is free (tried without waiting), a fresh Chroma client. Chroma's embedded
+    `PersistentClient` never sees another process's writes (index/store.py), so it is reopened only between
+    writes, never while one is loading files a writer is changing.
+  * Every candidate, dense or BM25, is checked against the manifest (`Manifest.ready_chunks_by_id`) and its
+    text read from there: a `pending` document's chunks already in Chroma, or a removed one's still in a
+    reader's Chroma view or BM25 index, are never cited. During another process's write a reader sees the
+    documents ready before it (minus any it removes); after the write, everything.
+  * With a Chroma server there is one copy of the vectors and nothing to reopen; each home has its own
+    collection (its name is in the manifest).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal
 
@@ -117,36 +131,83 @@ class KnowledgeBase:
         self.manifest = Manifest(self.home / "manifest.sqlite3")
         self.embedder = embedder or Embedder(embed_model)  # pass one to share a loaded model between bases
         self.bm25_dir = self.home / "bm25"
-        self._recovered = False
+        # The stores as this process sees them (see "Two processes on one home" above). `_view`: the manifest
+        # generation our Chroma client has seen everything up to; `_lock` lets one thread at a time swap them.
+        self._lock = threading.RLock()
+        self._collection = self._vector_store_ = self._retriever = self._retriever_key = self._view = None
+        self._bm25: tuple[int | None, object] | None = None  # (generation, BM25Retriever) last loaded
 
-    # --- the stores, opened on first use ------------------------------------------------------
-    @cached_property
+    # --- the stores, opened on first use and refreshed after another process's writes ----------
+    @property
     def collection(self):
-        from index.store import open_collection
+        with self._lock:
+            if self._collection is None:
+                self._open_collection()
+            return self._collection
 
-        return open_collection(self.home / "chroma", self.embedder, self.chroma_url)
-
-    @cached_property
+    @property
     def _vector_store(self):
-        from index.store import vector_store
+        self.collection  # noqa: B018  (opens it, and the vector store with it)
+        return self._vector_store_
 
-        return vector_store(self.collection)
+    def _open_collection(self) -> None:
+        from index.store import open_collection, vector_store
 
-    @cached_property
+        # Read before opening: a write that lands meanwhile bumps the generation again, so it is not missed.
+        view = self.manifest.generation
+        self._collection = open_collection(self.home / "chroma", self.embedder, self.chroma_url,
+                                           self.manifest.collection_name, fresh=self._collection is not None)
+        self._vector_store_, self._view = vector_store(self._collection), view
+
+    @property
     def retriever(self) -> Retriever:
-        self.recover()
-        return Retriever(self.collection, self.embedder, sparse.load(self.bm25_dir), rrf_k=self.rrf_k,
-                         chunk_routes=self.manifest.chunk_routes())
+        """The retriever over what is ready now; a change made since the last call, by any process, is loaded
+        first (checking costs a SQLite read and a small file read)."""
+        with self._lock:
+            if self._view != self.manifest.generation:  # someone else wrote, or we never caught up
+                with self._write_lock(wait=False):
+                    pass  # taking it catches up (recovery, a fresh Chroma client); busy: read what is ready
+            generation, bm25_generation = self.manifest.generation, sparse.current_generation(self.bm25_dir)
+            key = (generation, bm25_generation, id(self.collection))
+            if key != self._retriever_key:
+                if self._bm25 is None or self._bm25[0] != bm25_generation:
+                    self._bm25 = (bm25_generation, sparse.load(self.bm25_dir))
+                self._retriever = Retriever(self.collection, self.embedder, self._bm25[1], rrf_k=self.rrf_k,
+                                            chunk_routes=self.manifest.chunk_routes(),
+                                            ready=self.manifest.ready_chunks_by_id)
+                self._retriever_key = key
+            return self._retriever
 
     @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        """One writer at a time per home directory (two ingests in two terminals wait for each other)."""
+    def _write_lock(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the home's write lock (yields True), or with `wait=False` yield False at once if it is taken.
+
+        One writer at a time per home, across processes and threads (two ingests in two terminals wait in
+        turn). Whoever takes it first catches up with what other processes did (`_catch_up`); when it is let
+        go, our Chroma client has seen every change made meanwhile, since we made them."""
         with open(self.home / "write.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                with self._lock:
+                    self._catch_up()
+                yield True
             finally:
+                if self._collection is not None:
+                    self._view = self.manifest.generation
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        """Under the write lock: reopen a stale embedded Chroma client, then undo half-done ingests and finish
+        half-done removals left by a killed writer, and bring BM25 up to date."""
+        if self._collection is not None and self.chroma_url is None and self._view != self.manifest.generation:
+            self._open_collection()
+        for record in self.manifest.documents("pending") + self.manifest.documents("removing"):
+            self._drop(record.doc_id)
+        self._sync_bm25()
 
     # --- reading ------------------------------------------------------------------------------
     def documents(self) -> list[DocumentRecord]:
@@ -157,7 +218,7 @@ class KnowledgeBase:
 
     def verify(self) -> dict:
         """Compare the chunk ids each store holds; `consistent` is what a crash must not break."""
-        self.recover()
+        self.recover()  # and a fresh view
         manifest_ids = {c.chunk_id for c in self.manifest.ready_chunks()}
         chroma_ids = set(self.collection.get(include=[])["ids"])
         bm25 = sparse.load(self.bm25_dir)
@@ -167,20 +228,14 @@ class KnowledgeBase:
 
     # --- writing ------------------------------------------------------------------------------
     def recover(self) -> None:
-        """Undo half-done ingests and finish half-done removals left by a crash; refresh BM25."""
-        if self._recovered:
-            return
+        """Undo half-done ingests and finish half-done removals left by a crash; refresh BM25 (waits for a writer)."""
         with self._write_lock():
-            for record in self.manifest.documents("pending") + self.manifest.documents("removing"):
-                self._drop(record.doc_id)
-            self._sync_bm25()
-        self._recovered = True
+            pass  # taking the lock does it
 
     def ingest(self, paths: Iterable[Path | str], route: str | None = None, recursive: bool = False,
                on_result: Callable[[IngestResult], None] | None = None,
                on_progress: Progress | None = None, follow_links: bool = False) -> list[IngestResult]:
         """Ingest files and directories; each file is reported, and one failure does not stop the rest."""
-        self.recover()
         results = []
         files = list(find_files(paths, recursive, follow_links))
         with self._write_lock():
@@ -205,7 +260,6 @@ class KnowledgeBase:
 
     def remove(self, key: str) -> list[DocumentRecord]:
         """Remove the documents whose id (or an 8+ character prefix) or source path is `key`."""
-        self.recover()
         # Sources are stored resolved and absolute; resolve() needs no file, so a deleted one is found too.
         matches = self.manifest.find(key) or self.manifest.find(str(Path(key).expanduser().resolve()))
         with self._write_lock():
@@ -218,7 +272,6 @@ class KnowledgeBase:
 
     def prune(self, documents: list[DocumentRecord] | None = None) -> list[DocumentRecord]:
         """Remove `documents` (by default every one `missing()` lists) whose files are still gone."""
-        self.recover()
         with self._write_lock():  # checked again under the lock: a file may have come back since it was listed
             gone = [d for d in (self.missing() if documents is None else documents)
                     if _is_gone(d.source) and self.manifest.document(d.doc_id)]
@@ -292,4 +345,3 @@ class KnowledgeBase:
         if sparse.current_generation(self.bm25_dir) == generation:
             return
         sparse.build(self.bm25_dir, [chunk_to_node(c) for c in self.manifest.ready_chunks()], generation)
-        self.__dict__.pop("retriever", None)  # the next search loads the new index

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 from corpus import Chunk
 from corpus.chunking import embedded_text
@@ -53,22 +53,15 @@ def chunk_to_node(chunk: Chunk):
     return node
 
 
-def node_to_chunk(node) -> Chunk:
-    m = node.metadata
-    page = m.get("page")
-    return Chunk(node.node_id, m["doc_id"], node.get_content(), m["title"], m["section"], m["source"],
-                 tuple(m["routes"].split(",")), int(page) if page not in (None, "") else None,
-                 m.get("ingested_at") or None)
-
-
 class Retriever:
     def __init__(self, collection, embedder, bm25, rrf_k: float = RRF_K, candidates: int = CANDIDATES,
-                 chunk_routes: dict[str, tuple[str, ...]] | None = None):
-        """`chunk_routes`: the routes of each ready chunk (Manifest.chunk_routes), for filtering by route."""
-        from index.store import vector_store
-
+                 chunk_routes: dict[str, tuple[str, ...]] | None = None, *,
+                 ready: Callable[[list[str]], dict[str, Chunk]]):
+        """`chunk_routes`: the routes of each ready chunk (Manifest.chunk_routes), for filtering by route.
+        `ready(ids)`: the chunks among `ids` whose document is ready now (Manifest.ready_chunks_by_id); only those
+        are candidates, and passages carry the manifest's copy of the chunk."""
         self.collection = collection
-        self.vector_store = vector_store(collection)
+        self.ready = ready
         self.embedder = embedder
         self.bm25 = bm25
         self.rrf_k = rrf_k
@@ -86,9 +79,11 @@ class Retriever:
         from llama_index.core.llms import MockLLM
         from llama_index.core.schema import QueryBundle
 
-        from index.fusion import RankFusionRetriever
+        from index.fusion import RankFusionRetriever, ReadyOnlyRetriever
 
-        parts = [(name, retriever) for name, retriever in (("dense", self._dense(route)), ("sparse", self._sparse(route)))
+        chunks: dict[str, Chunk] = {}  # the ready chunks among either retriever's candidates
+        parts = [(name, ReadyOnlyRetriever(retriever, self.ready, chunks))
+                 for name, retriever in (("dense", self._dense(route)), ("sparse", self._sparse(route)))
                  if mode in (name, "hybrid") and retriever is not None]
         if not parts:
             return []
@@ -99,17 +94,12 @@ class Retriever:
         # The embedding is computed here so that it sees a length-capped query while BM25 sees all of it.
         bundle = QueryBundle(query, embedding=self.embedder.embed_query(query) if "dense" in names else None)
         hits = fusion.retrieve(bundle)
-        # Dense candidates arrive as ids only (DenseIdRetriever): read the text of those that made the cut.
-        missing = [hit.node.node_id for hit in hits if "doc_id" not in hit.node.metadata]
-        stored = {node.node_id: node for node in self.vector_store.get_nodes(node_ids=missing)} if missing else {}
         passages = []
         for hit in hits:
             own = {names[i]: score for i, score in hit.node.metadata.pop("_own_scores").items()}
-            if hit.node.node_id in stored:
-                hit.node = stored[hit.node.node_id]
             dense = own.get("dense")
             passages.append(Passage(
-                node_to_chunk(hit.node), hit.score,
+                chunks[hit.node.node_id], hit.score,
                 # ChromaVectorStore reports exp(-cosine distance); turn it back into cosine similarity.
                 1.0 + math.log(dense) if dense else None,
                 own.get("sparse", 0.0) if "sparse" in names else None))

@@ -32,8 +32,18 @@ def test_ingest_and_search_through_a_chroma_server(make_kb, notes, chroma_server
     import chromadb
 
     port = int(chroma_server.rsplit(":", 1)[1])
-    remote = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("medassist")
+    remote = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection(kb.collection.name)
     assert remote.count() == kb.verify()["manifest"]  # the vectors really live on the server
+
+
+def test_two_homes_on_one_server_keep_apart(make_kb, notes, chroma_server, tmp_path):
+    """Every home once used the one collection name: a second home's search cited the first home's chunks."""
+    first = make_kb(tmp_path / "one", chroma_url=chroma_server)
+    second = make_kb(tmp_path / "two", chroma_url=chroma_server)
+    first.ingest([notes["gout"]])
+    second.ingest([notes["lithium"]])
+    assert {p.chunk.title for p in second.search("gout flare colchicine", k=5, mode="dense")} == {"Lithium monitoring"}
+    assert first.verify()["consistent"] and second.verify()["consistent"]
 
 
 def test_unreachable_server_is_a_clear_error(make_kb):

@@ -120,7 +120,6 @@ def test_route_post_filter_matches_chromas_where_filter(make_kb, monkeypatch):
     queries = ["first-line drug for high blood pressure", "how is pneumonia treated in adults", "asthma inhaler steps"]
     post = [[p.chunk.chunk_id for p in kb.search(q, k=5, route="treatment")] for q in queries]
     monkeypatch.setattr(index.retrieve, "POST_FILTER_MAX_FETCH", 0)  # every route now uses the where filter
-    kb.__dict__.pop("retriever")
     where = [[p.chunk.chunk_id for p in kb.search(q, k=5, route="treatment")] for q in queries]
     assert post == where and all(len(ids) == 5 for ids in post)
 
