@@ -136,6 +136,7 @@ class KnowledgeBase:
         self._lock = threading.RLock()
         self._collection = self._vector_store_ = self._retriever = self._retriever_key = self._view = None
         self._bm25: tuple[int | None, object] | None = None  # (generation, BM25Retriever) last loaded
+        self.on_wait: Callable[[], None] | None = None  # called when a write must wait for another process's
 
     # --- the stores, opened on first use and refreshed after another process's writes ----------
     @property
@@ -187,10 +188,14 @@ class KnowledgeBase:
         go, our Chroma client has seen every change made meanwhile, since we made them."""
         with open(self.home / "write.lock", "w") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
-                return
+                if not wait:
+                    yield False
+                    return
+                if self.on_wait:
+                    self.on_wait()  # a wait the user did not ask for is said, not silent
+                fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 with self._lock:
                     self._catch_up()

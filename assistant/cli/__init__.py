@@ -70,6 +70,8 @@ class _Lazy:
     def kb(self):
         if self._kb is None:
             self._kb = self.config.knowledge_base()
+            self._kb.on_wait = lambda: click.secho("Another medassist process is writing to this home (an ingest "
+                                                   "or remove); waiting for it to finish...", err=True)
         return self._kb
 
 

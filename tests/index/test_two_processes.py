@@ -163,6 +163,29 @@ def test_a_long_running_reader_sees_another_processs_ingest_and_removal(make_kb,
     assert kb.retriever.document_frequencies("lithium")["lithium"] == 0
 
 
+def test_an_ingest_that_must_wait_for_another_processs_write_says_so(notes, tmp_path):
+    """Writers do wait for each other (one at a time per home); `medassist ingest` once waited in silence."""
+    import fcntl
+    import select
+
+    from index.manifest import Manifest
+
+    home = tmp_path / "home"
+    home.mkdir()
+    Manifest(home / "manifest.sqlite3").set_meta("starter_ingested", "skipped by test")
+    with open(home / "write.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is writing
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "medassist"), "ingest", str(notes["gout"])],
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "MEDASSIST_HOME": str(home)})
+        said, deadline = "", time.monotonic() + 120
+        while "waiting" not in said and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stderr], [], [], 1)[0]:
+                said += proc.stderr.readline()
+        assert "waiting for it to finish" in said
+    rest = proc.communicate(timeout=300)[1]  # the lock is free: it goes on
+    assert proc.returncode == 0 and "added" in rest
+
+
 def test_a_second_process_migrating_a_new_manifest_at_the_same_time_does_not_fail():
     """Two commands started at once on a new home both saw version 0 and both ran the first migration:
     'table documents already exists'. The version is read again inside the migration's write transaction."""
