@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from index.manifest import migrate, transaction
+from index.manifest import connect, migrate, transaction
 
 MIGRATIONS = [
     """
@@ -59,9 +58,7 @@ def _now() -> str:
 class History:
     def __init__(self, path: Path | None):
         self.path = path
-        self.db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, timeout=30,
-                                  check_same_thread=False)  # written from the UI thread, read from workers
-        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db = connect(str(path) if path else ":memory:")  # the chat and `ask` may write it at once
         migrate(self.db, MIGRATIONS)
 
     def start(self, first_question: str) -> int:

@@ -84,6 +84,21 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection to one of the home's SQLite files, as every process on the home must open it."""
+    # isolation_level=None: we issue BEGIN ourselves, so each state change is one explicit transaction.
+    # check_same_thread=False: the chat app opens the index in one worker thread and searches or
+    # ingests from others; SQLite itself serialises access to the connection.
+    db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    db.execute("PRAGMA foreign_keys = ON")
+    # WAL: a read in one process never waits while another process commits (in the default rollback
+    # journal a commit locks readers out). Set once, it stays with the file; it needs the home on a local
+    # disk (README, "Two processes on one home").
+    if db.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
+        db.execute("PRAGMA journal_mode = WAL")
+    return db
+
+
 def migrate(db: sqlite3.Connection, migrations: list[str]) -> None:
     """Apply the numbered `migrations` the database has not seen (its version is PRAGMA user_version)."""
     if db.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
@@ -102,16 +117,7 @@ def migrate(db: sqlite3.Connection, migrations: list[str]) -> None:
 class Manifest:
     def __init__(self, path: Path):
         self.path = path
-        # isolation_level=None: we issue BEGIN ourselves, so each state change is one explicit transaction.
-        # check_same_thread=False: the chat app opens the index in one worker thread and searches or
-        # ingests from others; SQLite itself serialises access to the connection.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        # WAL: a search in one process never waits while another process's ingest commits (in the default
-        # rollback journal a commit locks readers out). Set once, it stays with the file; it needs the home on
-        # a local disk (README, "Two processes on one home").
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db = connect(path)
         self.db.execute("PRAGMA synchronous = FULL")  # a committed state change survives power loss
         self._migrate()
 

@@ -235,6 +235,13 @@ def test_manifest_reads_do_not_wait_for_a_writer(tmp_path):
     assert reader.generation == 7
 
 
+def test_history_reads_do_not_wait_for_a_writer_either(tmp_path):
+    """The chat and `medassist ask` in another terminal both write the conversation history."""
+    from assistant.history import History
+
+    assert History(tmp_path / "history.sqlite3").db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def node(chunk_id: str, text: str):
     from corpus import Chunk
     from index.retrieve import chunk_to_node
