@@ -57,7 +57,8 @@ def main() -> None:
     save("router_accuracy_heldout" if heldout else "router_accuracy", {"machine": info, "n": len(rows), "accuracy": sum(correct) / len(rows),
                              "confusion": {f"{t}->{p}": confusion[(t, p)] for t in ROUTES for p in ROUTES},
                              "by_style": {s: style_correct[s] / n for s, n in by_style.items()},
-                             "latency_ms": lat, "errors": errors})
+                             # held-out errors are not kept either: nobody should tune on them
+                             "latency_ms": lat, "errors": [] if heldout else errors})
 
 
 if __name__ == "__main__":
