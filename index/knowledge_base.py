@@ -157,7 +157,7 @@ class KnowledgeBase:
         # Read before opening: a write that lands meanwhile bumps the generation again, so it is not missed.
         view = self.manifest.generation
         self._collection = open_collection(self.home / "chroma", self.embedder, self.chroma_url,
-                                           self.manifest.collection_name, fresh=self._collection is not None)
+                                           self.manifest.collection_name)
         self._vector_store_, self._view = vector_store(self._collection), view
 
     @property

@@ -151,6 +151,8 @@ def test_a_long_running_reader_sees_another_processs_ingest_and_removal(make_kb,
     other = writer(home)
 
     assert other.run(f"ingest {notes['appendix']}") == ["added"]
+    second = make_kb(home)  # a second KnowledgeBase in this process: Chroma once handed it the first's stale copy
+    assert "Appendicitis" in titles(second, "pain in the right iliac fossa", mode="dense")
     for mode in ("dense", "sparse", "hybrid"):
         assert "Appendicitis" in titles(kb, "pain in the right iliac fossa", mode=mode), mode
     assert "Appendicitis" in titles(kb, "pain in the right iliac fossa", route="diagnosis", mode="dense")
