@@ -1,10 +1,9 @@
-"""Clinical shorthand spelled out, so that "CAP", "DCCV" and "pred" find the notes that say "community-acquired
-pneumonia", "cardioversion" and "prednisolone".
+"""Clinical shorthand spelled out, so that "DCCV", "pred" and "SVT" find the notes that say "cardioversion",
+"prednisolone" and "supraventricular tachycardia".
 
-Clinicians ask in shorthand; reference notes mostly write terms out. MiniLM knows few clinical
+Clinicians ask in shorthand; reference notes often write terms out. MiniLM knows few clinical
 abbreviations, and BM25 matches only the letters written, so a question is searched and read with each
-abbreviation followed by its meaning: "Low-severity CAP (community-acquired pneumonia) ...". The
-abbreviation is kept, because notes use it too ("usual in AF"). Only unambiguous expansions are listed
+abbreviation the notes do not use followed by its meaning: "... planned DCCV (electrical cardioversion)". Only unambiguous expansions are listed
 ("BD" is twice daily or bronchodilator, so only "post-BD" is listed). No library offers a clinical abbreviation
 list that works offline; this one is written for the project from common UK and US usage.
 """
@@ -50,15 +49,17 @@ _PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in sorted(ABB
                       + r"|(?i:" + "|".join(re.escape(a) for a in sorted(_LOWER, key=len, reverse=True)) + r"))(?![\w-])")
 
 
-def expand(question: str) -> str:
-    """The question with each known abbreviation followed by its meaning, once: "CAP (community-acquired
-    pneumonia)". A meaning the question already spells out is not added again."""
+def expand(question: str, spoken=lambda short: False) -> str:
+    """The question with each known abbreviation followed by its meaning, once: "DCCV (electrical
+    cardioversion)". Not when the meaning is already spelled out, nor when `spoken(short)` says the indexed notes
+    use the abbreviation themselves: spelling out "DVT" in "target INR for a first DVT on warfarin" pulled the
+    search toward the DVT diagnosis note and away from warfarin's."""
     lowered, seen = question.lower(), set()
 
     def spell(match: re.Match) -> str:
         short = match.group(1)
         meaning = ABBREVIATIONS.get(short) or ABBREVIATIONS[_LOWER[short.lower()]]
-        if short in seen or meaning.lower() in lowered:
+        if short in seen or meaning.lower() in lowered or spoken(short):
             return short
         seen.add(short)
         return f"{short} ({meaning})"

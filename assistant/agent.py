@@ -24,11 +24,12 @@ from index.retrieve import RRF_K  # the routed and unfiltered rankings are fused
 # question and the agent abstains. benchmarks/abstention_calibration.py on the starter notes: at 0.35
 # all 30 off-topic questions abstain and 90% of 193 medical questions are answered.
 MIN_RELEVANCE = 0.35
-# A question whose rare known words (in at most RARE_SHARE of the chunks) are all missing from the passages found,
-# or that holds a word no chunk holds and none of its rare words, abstains below this best similarity; tuned on the dev half of
+# A question holding a word no indexed chunk holds abstains below this best similarity, unless the passages
+# quoted hold one of its rare known words (in at most RARE_SHARE of the chunks); tuned on the dev half of
 # benchmarks/data/answer_questions.jsonl (see Agent._uncovered).
 UNKNOWN_WORD_RELEVANCE = 0.6
 RARE_SHARE = 0.02
+SPOKEN = 2  # chunks: an abbreviation the notes use this often is searched as written, not spelled out
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
@@ -119,7 +120,7 @@ class Agent:
 
         if use_rag:
             t = time.perf_counter()
-            searched = expand(question)  # "CAP" finds "community-acquired pneumonia"
+            searched = expand(question, self._spoken)  # "DCCV" finds "cardioversion"
             passages = self._retrieve(searched, routed, k or self.k)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
@@ -197,6 +198,10 @@ class Agent:
                 entry[0] += 1.0 / (RRF_K + rank)
         return [p for _, p in sorted(fused.values(), key=lambda e: (-e[0], -(e[1].dense_score or 0.0)))][:k]
 
+    def _spoken(self, abbreviation: str) -> bool:
+        """Do the indexed notes use this abbreviation themselves (in at least SPOKEN chunks)?"""
+        return any(count >= SPOKEN for count in self.kb.retriever.document_frequencies(abbreviation).values())
+
     def _question_words(self, question: str) -> dict[str, int]:
         """The question's words as the index sees them (stemmed), each with how many chunks hold it; a typo
         counts as the word it misspells ("opiod" -> "opioid")."""
@@ -214,19 +219,18 @@ class Agent:
 
     def _uncovered(self, words: dict[str, int], rare: frozenset[str], quoted: list[Citation],
                    best: float) -> list[str]:
-        """The words that say what the question is about (those no indexed chunk holds, "impetigo", and its rare
-        known words, "gout") when the passages are only loosely related and those quoted hold none of its rare
-        words. Similarity alone would answer "Which antibiotic cream is used for impetigo?" from the notes on
-        other antibiotics, and "first-line treatment for a gout flare?" with the UTI note's first-line drugs (a
-        diuretics passage that mentions gout was retrieved, but it was not what the reader quoted); a clinical
-        question phrased oddly ("I forgot my apixaban, it's lunchtime") still has its rare word (apixaban) in
-        the passages that answer it."""
+        """Words of the question that no indexed chunk holds ("impetigo", "flare"), when the passages found are
+        only loosely related and those quoted hold none of the question's rare known words. Similarity alone would
+        answer "Which antibiotic cream is used for impetigo?" from the notes on other antibiotics, and "first-line
+        treatment for a gout flare?" with the UTI note's first-line drugs (a passage that mentions gout was
+        retrieved, but it was not what the reader quoted); a clinical question phrased oddly ("I forgot my
+        apixaban, it's lunchtime") still has its rare word (apixaban) in the passages that answer it."""
         unknown = [w for w, count in words.items() if count == 0]
-        if best >= UNKNOWN_WORD_RELEVANCE or not (unknown or rare):
+        if best >= UNKNOWN_WORD_RELEVANCE or not unknown:
             return []
         retriever = self.kb.retriever
         held = set().union(*(retriever.document_frequencies(f"{c.title} {c.section} {c.text}") for c in quoted))
-        return [] if rare & held else unknown + sorted(rare)
+        return [] if rare & held else unknown
 
     def _generate(self, backend, question, citations, on_text, cancel) -> tuple[str, str]:
         sources = [source_text(c.n, c.title, c.section, c.text) for c in citations] if citations else None
