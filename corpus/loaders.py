@@ -59,6 +59,9 @@ class LoadError(Exception):
     """An expected failure to read a file; `str()` is the one-line reason shown to the user."""
 
     def __init__(self, path: Path | str, reason: str):
+        # One printable line, as the CLI reports one line per file: parser messages can span lines (PyYAML's do)
+        # and quote the file's own control characters.
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(reason.split()))
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason

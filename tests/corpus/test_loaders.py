@@ -482,6 +482,15 @@ def test_front_matter_that_is_not_valid_yaml_is_refused(tmp_path):
     assert "not valid YAML" in load_error(path).reason
 
 
+def test_a_reason_is_one_printable_line(tmp_path):
+    """Found by the fuzz test: PyYAML's message spans two lines, and parsers may quote the file's control bytes;
+    the CLI prints one line per file."""
+    path = write(tmp_path / "nul.md", "---\n\x00\x1b[2J\n---\n")
+
+    reason = load_error(path).reason
+    assert "not valid YAML" in reason and reason.isprintable()
+
+
 def test_front_matter_without_closing_line_is_refused(tmp_path):
     path = write(tmp_path / "open.md", "---\ntitle: Gout\nroute: diagnosis\n\n# Gout\n\nHot joint.\n")
 
