@@ -31,7 +31,8 @@ TRAINING_FILE = Path(__file__).with_name("route_training.jsonl")
 MODEL_FILE = Path(__file__).with_name("route_model.json")
 
 # Drug-name stems (INN suffixes) and common drugs whose names carry no stem.
-DRUG_STEMS = (r"\w+(?:pril|sartan|olol|dipine|statin|gliflozin|glutide|gliptin|xaban|gatran|parin|prazole|tidine|"
+# The leading \b keeps the count the same and the search linear: without it every start inside a long word was tried.
+DRUG_STEMS = (r"\b\w+(?:pril|sartan|olol|dipine|statin|gliflozin|glutide|gliptin|xaban|gatran|parin|prazole|tidine|"
               r"cillin|mycin|floxacin|cycline|azole|vir|mab|nib|setron|triptan|lukast|terol|sonide|metasone|"
               r"azepam|azolam|oxetine|aline|pramine|triptyline|peridol|apine|idone|profen|coxib|fenac|thiazide|"
               r"semide|tretinoin|caine|curium|dronate|parib|lutamide|relin)\b")

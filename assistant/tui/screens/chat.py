@@ -14,6 +14,7 @@ from textual.widgets import Footer, Input, Static
 
 from assistant.errors import describe
 from assistant.tui.widgets.exchange import Exchange
+from assistant.tui.widgets.question import QuestionBox
 from assistant.tui.widgets.sources import SourcesPanel
 from assistant.tui.widgets.status import StatusBar
 
@@ -39,7 +40,7 @@ class ChatScreen(Screen):
             with VerticalScroll(id="conversation"):
                 yield Static(WELCOME, id="welcome", markup=False)  # "[n]" is text, not a markup tag
             yield SourcesPanel(id="sources")
-        yield Input(placeholder="Ask a medical question and press Enter", id="question")
+        yield QuestionBox(placeholder="Ask a medical question and press Enter", id="question")
         yield StatusBar(id="status")
         yield Footer()
 

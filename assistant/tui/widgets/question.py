@@ -1,0 +1,24 @@
+"""The question box: an Input that holds at most `MAX_CHARS` characters, and cuts a longer paste to fit."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+
+class QuestionBox(Input):
+    # Rich measures every character of the box on each redraw, slowly for zero-width ones: a paste of 150,000
+    # NULs (a file's bytes, say) froze the screen for minutes. A question is read in part past this anyway:
+    # retrieval embeds its first 128 word pieces.
+    MAX_CHARS = 4000
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=self.MAX_CHARS, **kwargs)
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        """Every edit (typing, a paste) comes here; what does not fit is cut, with a notice, not refused whole."""
+        start, end = sorted((max(0, start), min(len(self.value), end)))
+        room = self.MAX_CHARS - (len(self.value) - (end - start))
+        if len(text) > room:
+            text = text[:max(0, room)]
+            self.notify(f"The question box holds {self.MAX_CHARS:,} characters: the rest was cut.", severity="warning")
+        super().replace(text, start, end)
