@@ -84,13 +84,24 @@ def load_document(path: Path | str, route: str | None = None, max_bytes: int = D
         raise
     except Exception as exc:  # a parser library choking on a corrupt file is an expected failure
         raise LoadError(path, f"could not parse {path.suffix} file ({type(exc).__name__}: {exc})") from exc
-    sections = [s for s in doc.sections if s.text.strip()]
+    # An explicit --route wins over per-item routes too.
+    sections = [Section(tuple(map(clean_text, s.path)), clean_text(s.text), s.page, s.title and clean_text(s.title),
+                        s.source, None if route else s.routes) for s in doc.sections]
+    sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise LoadError(path, "no text found in the file")
     routes = (route,) if route else doc.routes
-    if route:  # an explicit --route wins over per-item routes too
-        sections = [Section(s.path, s.text, s.page, s.title, s.source, None) for s in sections]
-    return Document(doc.doc_id, doc.source, doc.title, doc.kind, routes, sections, doc.updated, doc.reference)
+    return Document(doc.doc_id, doc.source, clean_text(doc.title) or path.stem, doc.kind, routes, sections,
+                    doc.updated, doc.reference)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+
+
+def clean_text(text: str) -> str:
+    """Text as a terminal may show it: line ends made "\\n", other control characters taken out. Titles and
+    passages are printed (sources, search, the chat), and a terminal obeys an escape sequence ("\\x1b]0;...")."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def _read_bytes(path: Path, max_bytes: int) -> bytes:

@@ -212,10 +212,13 @@ def check_loads_or_refuses(path: Path, tokenize=None) -> str:
         assert exc.path == str(path) and exc.reason, exc
         assert exc.reason.isprintable(), f"reason is not one printable line: {exc.reason!r}"
         return "refused"
-    assert isinstance(doc.title, str) and doc.sections
+    assert isinstance(doc.title, str) and doc.title and doc.sections
+    shown = [doc.title]  # what terminals print: no control character but tab and newline (see clean_text)
     for section in doc.sections:
         assert isinstance(section.text, str) and section.text.strip()
         assert all(isinstance(heading, str) for heading in section.path)
+        shown += [section.text, *section.path, section.title or ""]
+    assert all(c in "\t\n" or unicodedata.category(c) != "Cc" for text in shown for c in text), shown
     if tokenize is not None:
         for chunk in chunk_document(doc, tokenize):
             assert isinstance(chunk.text, str) and chunk.text.strip()

@@ -16,7 +16,8 @@ from assistant.tui.app import MedassistApp
 
 async def test_a_huge_paste_is_cut_to_fit_the_question_box_and_answered(starter_home, tmp_path):
     """Found by the fuzz test: Rich measures every character of the box on each redraw, slowly for zero-width
-    ones, so a paste of 150,000 NULs (a file's bytes, say) froze the screen for minutes."""
+    ones, so a paste of 150,000 NULs (a file's bytes, say) froze the screen for minutes; control characters
+    reached the screen as they were (an escape sequence is obeyed by the terminal)."""
     from textual import events
 
     from assistant.tui.widgets.question import QuestionBox
@@ -28,7 +29,15 @@ async def test_a_huge_paste_is_cut_to_fit_the_question_box_and_answered(starter_
         box = app.chat.query_one("#question")
         box.post_message(events.Paste("what is gout? " + "\x00" * 150_000 + "\nsecond line"))
         await pilot.pause()
-        assert box.value.startswith("what is gout? \x00") and len(box.value) == QuestionBox.MAX_CHARS
+        assert box.value.startswith("what is gout? ") and len(box.value) == len("what is gout? ")
+        box.value = ""
+        box.post_message(events.Paste("what is gout? " + "x" * 150_000 + "\nsecond line"))
+        await pilot.pause()
+        assert box.value.startswith("what is gout? x") and len(box.value) == QuestionBox.MAX_CHARS
+        box.value = ""
+        box.post_message(events.Paste("gout\x1b[2J\x9b2J\x07\x00\tflare"))  # the terminal would obey these
+        await pilot.pause()
+        assert box.value == "gout[2J2J flare"
         await ask_in_chat(pilot, app, "and what treats a gout flare?")  # the cut paste is replaced, the app answers
 
 

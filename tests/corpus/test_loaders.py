@@ -482,6 +482,19 @@ def test_front_matter_that_is_not_valid_yaml_is_refused(tmp_path):
     assert "not valid YAML" in load_error(path).reason
 
 
+def test_control_characters_are_taken_out_of_what_a_document_says(tmp_path):
+    """Found by the fuzz test: titles and passages are printed to the terminal (sources, search, the chat), and an
+    escape sequence in a document ("\\x1b]0;...", "\\x1b[2J") would be obeyed by it."""
+    path = write(tmp_path / "page.html", "<html><head><title>Gout\x1b]0;pwned\x07</title></head><body>"
+                                         "<h2>Flare\x9b2J</h2><p>Colchicine\x1b[2J treats\x00 a flare.\r\nRest.</p>")
+    doc = load_document(path)
+
+    texts = [doc.title, *(h for s in doc.sections for h in s.path), *(s.text for s in doc.sections)]
+    assert doc.title == "Gout]0;pwned" and doc.sections[0].path == ("Flare2J",)
+    assert doc.sections[0].text == "Colchicine[2J treats a flare. Rest."
+    assert all(c in "\t\n" or c.isprintable() for text in texts for c in text)
+
+
 def test_a_reason_is_one_printable_line(tmp_path):
     """Found by the fuzz test: PyYAML's message spans two lines, and parsers may quote the file's control bytes;
     the CLI prints one line per file."""

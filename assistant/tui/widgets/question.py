@@ -1,8 +1,10 @@
-"""The question box: an Input that holds at most `MAX_CHARS` characters, and cuts a longer paste to fit."""
+"""The question box: an Input that holds at most `MAX_CHARS` characters of text, and cuts a longer paste to fit."""
 
 from __future__ import annotations
 
 from textual.widgets import Input
+
+from corpus.loaders import clean_text
 
 
 class QuestionBox(Input):
@@ -15,7 +17,9 @@ class QuestionBox(Input):
         super().__init__(max_length=self.MAX_CHARS, **kwargs)
 
     def replace(self, text: str, start: int, end: int) -> None:
-        """Every edit (typing, a paste) comes here; what does not fit is cut, with a notice, not refused whole."""
+        """Every edit (typing, a paste) comes here: control characters go (the terminal would obey an escape
+        sequence when the question is shown), and what does not fit is cut, with a notice, not refused whole."""
+        text = clean_text(text).replace("\t", " ").replace("\n", " ")
         start, end = sorted((max(0, start), min(len(self.value), end)))
         room = self.MAX_CHARS - (len(self.value) - (end - start))
         if len(text) > room:
