@@ -232,7 +232,9 @@ def _load_pdf(path: Path, data: bytes, doc_id: str) -> Document:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its repair warnings would interleave with our report
+    # What pypdf works around it logs, some of it at ERROR level (a damaged font encoding); it would interleave with
+    # our report, which says when a file cannot be read.
+    logging.getLogger("pypdf").setLevel(logging.CRITICAL)
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):  # an empty user password still opens some

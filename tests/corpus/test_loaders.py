@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -414,6 +415,17 @@ def test_corrupt_pdf_is_refused(tmp_path):
     path.write_bytes(b"%PDF-1.7\n" + b"this is not really a PDF body " * 40)
 
     assert "not a readable PDF" in load_error(path).reason
+
+
+def test_a_damaged_pdf_that_pypdf_repairs_logs_nothing(tmp_path, caplog):
+    """Found by the fuzz test: pypdf logs what it works around at ERROR level, which interleaved with the ingest
+    report on stderr; the loader reports failures itself."""
+    path = make_pdf(tmp_path / "font.pdf", ["Colchicine treats a gout flare."])
+    path.write_bytes(path.read_bytes().replace(b"/WinAnsiEncoding", b"/WinAnsiEncoxing"))
+
+    with caplog.at_level(logging.DEBUG):
+        assert load_document(path).sections
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]
 
 
 def test_encrypted_pdf_is_refused(tmp_path):
