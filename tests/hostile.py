@@ -97,11 +97,17 @@ def html() -> st.SearchStrategy[str]:
 
 
 def jsonl() -> st.SearchStrategy[str]:
-    medquad = st.fixed_dictionaries({"question": json_values, "answer": json_values},
-                                    optional={"qtype": json_values, "focus": json_values, "url": json_values})
-    openfda = st.fixed_dictionaries({"drug": json_values, "section": json_values, "text": json_values})
-    row = st.one_of(medquad, openfda, json_values)
-    return st.lists(row.map(json.dumps), max_size=6).map("\n".join)
+    """Rows of one shape with hostile text (most load), or of any shape and value (most are refused)."""
+    def rows(value):
+        medquad = st.fixed_dictionaries({"question": value, "answer": value},
+                                        optional={"qtype": value, "focus": value, "url": value})
+        openfda = st.fixed_dictionaries({"drug": value, "section": value, "text": value})
+        return medquad, openfda
+
+    text_rows, any_rows = rows(hostile_text(3)), rows(json_values)
+    lines = st.one_of(*(st.lists(row, min_size=1, max_size=6) for row in text_rows),
+                      st.lists(st.one_of(*any_rows, json_values), max_size=6))
+    return lines.map(lambda rows: "\n".join(map(json.dumps, rows)))
 
 
 def openfda_json() -> st.SearchStrategy[str]:
