@@ -129,7 +129,7 @@ class Agent:
                                 for n, p in enumerate(passages, start=1)]
             best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
             words = self._question_words(question)
-            rare = self._rare(self._question_words(searched))
+            rare = self._rare(words if searched == question else self._question_words(searched))
             t = time.perf_counter()
             quotes = self._read(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []
             timings["evidence_s"] = time.perf_counter() - t

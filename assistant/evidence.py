@@ -151,8 +151,10 @@ def drugs_named(text: str) -> set[str]:
     return classes | {SAME_DRUG.get(name, name) for name in names}
 
 
-def _classes_of(drug: str) -> set[str]:
-    return {drug} if drug in DRUG_CLASSES else {name for name, members in _MEMBERS.items() if members.match(drug)}
+@lru_cache(maxsize=4096)  # called for every asked drug x named drug x unit while reading
+def _classes_of(drug: str) -> frozenset[str]:
+    return frozenset({drug} if drug in DRUG_CLASSES else
+                     (name for name, members in _MEMBERS.items() if members.match(drug)))
 
 
 def _related(a: str, b: str) -> bool:
@@ -160,6 +162,10 @@ def _related(a: str, b: str) -> bool:
     if a in DRUG_CLASSES and b in DRUG_CLASSES:
         return a == b or SUBCLASS.get(a) == b or SUBCLASS.get(b) == a
     return a == b or a in _classes_of(b) or b in _classes_of(a)
+
+
+def _relates(asked: set[str], named: set[str]) -> bool:
+    return any(_related(a, b) for a in asked for b in named)
 
 
 def _siblings(asked: set[str], named: set[str]) -> bool:
@@ -302,7 +308,7 @@ class EvidenceReader:
 def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:
     """The text itself names the asked drug (or its class), or, for a question naming no drug, a rare word of it."""
     if asked:
-        return any(_related(a, b) for a in asked for b in drugs_named(text))
+        return _relates(asked, drugs_named(text))
     return bool(rare_words & set(_terms(text)))
 
 
@@ -318,13 +324,12 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
     hits, wrong = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
     if not asked:
         return hits, wrong
-    relates = lambda named: any(_related(a, b) for a in asked for b in named)  # noqa: E731
     for i, unit in enumerate(candidates):
         specific, heading = drugs_named(unit.text) or drugs_named(unit.context), drugs_named(unit.about)
-        if relates(specific) or not specific and relates(heading):
+        if _relates(asked, specific) or not specific and _relates(asked, heading):
             hits[i] = 1.0
         elif specific:
-            wrong[i] = _siblings(asked, specific) or not relates(heading)
+            wrong[i] = _siblings(asked, specific) or not _relates(asked, heading)
         else:
             wrong[i] = bool(heading)
     return hits, wrong

@@ -102,12 +102,17 @@ async def test_reasoning_is_hidden_until_ctrl_r(home, tiny_model):
         assert reasoning.collapsed
 
 
+async def start_a_long_answer(app, pilot) -> None:
+    """Ask, and wait until the model is well into its reasoning (it is allowed thousands of tokens)."""
+    app.chat.query_one("#question").value = "What is the dose of metformin?"
+    await pilot.press("enter")
+    await until(pilot, lambda: last_exchange(app) is not None and len(last_exchange(app).reasoning_text) > 20)
+
+
 async def test_escape_cancels_a_long_generation(home, tiny_model):
     app = make_app(home, tiny_model, max_new_tokens=6000, max_think_tokens=5000)
     async with app.run_test(size=SIZE) as pilot:
-        app.chat.query_one("#question").value = "What is the dose of metformin?"
-        await pilot.press("enter")
-        await until(pilot, lambda: last_exchange(app) is not None and len(last_exchange(app).reasoning_text) > 20)
+        await start_a_long_answer(app, pilot)
         await pilot.press("escape")
         await until(pilot, lambda: last_exchange(app).answer is not None, timeout=30)
         assert "cancelled" in str(last_exchange(app).query_one(".badge").render())
@@ -355,9 +360,7 @@ async def test_escape_cancels_before_the_first_token(home, monkeypatch):
 async def test_deleting_a_chat_while_its_answer_streams(home, tiny_model):
     app = make_app(home, tiny_model, max_new_tokens=6000, max_think_tokens=5000)
     async with app.run_test(size=SIZE) as pilot:
-        app.chat.query_one("#question").value = "What is the dose of metformin?"
-        await pilot.press("enter")
-        await until(pilot, lambda: last_exchange(app) is not None and len(last_exchange(app).reasoning_text) > 20)
+        await start_a_long_answer(app, pilot)
         await pilot.press("ctrl+l", "d", "y")
         await pilot.press("escape", "escape")  # close the list; Esc on the chat cancels an answer still running
         await until(pilot, lambda: not app.chat.busy, timeout=30)
