@@ -16,7 +16,8 @@ from assistant.backends import GenerationSettings
 from assistant.evidence import CLOSE_TO_BEST, STOP_WORDS, EvidenceReader, Quote, Unit, about
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
-from assistant.safety import DISCLAIMER, emergency_notice, find_red_flags, looks_like_injection, sanitize_passage
+from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
+                              sanitize_passage)
 from finetune.prompt import THINK_CLOSE, SourceText, build_prompt, close_reasoning, split_reasoning
 from index.retrieve import RRF_K  # the routed and unfiltered rankings are fused as dense and BM25 are
 
@@ -107,6 +108,7 @@ class Agent:
         then receives the generated text as it streams, phase "reasoning" then "answer"; `cancel` ends
         generation early. The model's answer replaces the evidence only with the sentences that pass the
         citation check; when none pass, the evidence answer stands."""
+        question = check_question(question)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         flags = find_red_flags(question)

@@ -11,19 +11,21 @@ import sys
 def expected(exc: BaseException) -> bool:
     from assistant.backends.base import BackendError
     from assistant.config import ConfigError
+    from assistant.safety import QuestionError
     from index.store import StoreError
 
     chroma = sys.modules.get("chromadb.errors")  # not imported: not a Chroma error (importing it costs seconds)
-    return (isinstance(exc, (BackendError, ConfigError, StoreError, sqlite3.OperationalError))
+    return (isinstance(exc, (BackendError, ConfigError, QuestionError, StoreError, sqlite3.OperationalError))
             or (chroma is not None and isinstance(exc, chroma.ChromaError)))
 
 
 def describe(exc: BaseException) -> str:
     from assistant.backends.base import BackendError
     from assistant.config import ConfigError
+    from assistant.safety import QuestionError
     from index.store import StoreError
 
-    if isinstance(exc, (BackendError, ConfigError, StoreError)):
+    if isinstance(exc, (BackendError, ConfigError, QuestionError, StoreError)):
         return str(exc)
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return f"{exc}: another medassist process (an ingest?) is writing to it; try again when it is done"

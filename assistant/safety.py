@@ -9,6 +9,24 @@ DISCLAIMER = ("Decision support for health professionals and learners, not a dia
               "clinical judgement. Check against current local guidance.")
 EMERGENCY_NOTICE = ("Possible emergency: {flags}. If this is happening now, call your local emergency number "
                     "(999 / 112 / 911) or go to the nearest emergency department. Do not wait for this answer.")
+# Retrieval reads a question's first 128 word pieces anyway, and the chat's box holds no more than this; a longer
+# question (a file pasted by mistake) is refused with a reason, not read for minutes by every regex on the way.
+MAX_QUESTION_CHARS = 4000
+
+
+class QuestionError(ValueError):
+    """A question that cannot be asked (empty, or longer than MAX_QUESTION_CHARS); the message says why."""
+
+
+def check_question(question: str) -> str:
+    """The question without surrounding blanks, or QuestionError saying why it cannot be asked."""
+    question = question.strip()
+    if not question:
+        raise QuestionError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"the question is {len(question):,} characters long; at most {MAX_QUESTION_CHARS:,} "
+                            "are read: ask it in fewer words")
+    return question
 
 
 @dataclass(frozen=True)

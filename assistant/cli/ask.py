@@ -8,9 +8,8 @@ from dataclasses import replace
 
 import click
 from rich.markdown import Markdown
-from rich.markup import escape
 
-from assistant.cli.knowledge import ensure_starter, err, out
+from assistant.cli.knowledge import ensure_starter, err, out, shown
 from corpus import ROUTES
 
 
@@ -53,29 +52,29 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
         if status:
             status.start()
         try:
-            return factory(on_status=lambda message: err.print(f"[dim]{escape(message)}[/]"))
+            return factory(on_status=lambda message: err.print(f"[dim]{shown(message)}[/]"))
         finally:
             if status:
                 status.stop()
 
     agent = Agent(kb, load, k=config.k, settings=config.generation_settings(), generate=config.generates())
     text = " ".join(question)
-    shown = []
+    printed = []
 
     def show_evidence(evidence) -> None:  # evidence first: printed before the model is loaded or asked
         if not as_json and agent.generate:
             print_answer(evidence, final=False)
-            shown.append(evidence.answer)
+            printed.append(evidence.answer)
 
     answer = agent.ask(text, route=route, use_rag=config.use_rag and not no_rag, on_evidence=show_evidence)
     if as_json:
         print(json.dumps(answer.as_dict(), indent=2, ensure_ascii=False))
         return
-    if shown and answer.mode != "generated":
+    if printed and answer.mode != "generated":
         out.print("[dim]The model's answer did not pass the citation check: the quotes above stand.[/]")
-    elif shown:
+    elif printed:
         out.print("\n[bold]Model answer[/] [dim](each sentence checked against the source it cites)[/]")
-    print_answer(answer, body=not shown or answer.mode == "generated", notice=not shown)
+    print_answer(answer, body=not printed or answer.mode == "generated", notice=not printed)
 
 
 def print_answer(answer, final: bool = True, body: bool = True, notice: bool = True) -> None:
@@ -94,8 +93,8 @@ def print_answer(answer, final: bool = True, body: bool = True, notice: bool = T
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
             where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
-            out.print(f"  [{c.n}] {escape(c.title)}" + (f" — {escape(where)}" if where else "")
-                      + f"  [dim]{escape(c.source)}[/]")
+            out.print(f"  [{c.n}] {shown(c.title)}" + (f" — {shown(where)}" if where else "")
+                      + f"  [dim]{shown(c.source)}[/]")
     confidence = f"{answer.route_confidence:.0%}"
     out.print(f"\n[dim]route: {answer.route} ({confidence}) · mode: {answer.mode}"
               + (f" · model: {answer.model} ({answer.backend})" if answer.model else "")

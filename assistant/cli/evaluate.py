@@ -9,9 +9,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
-from assistant.cli.knowledge import STATUS_STYLE, err, ingest_progress, out
+from assistant.cli.knowledge import STATUS_STYLE, err, ingest_progress, out, shown
 
 
 def register(main: click.Group) -> None:
@@ -113,7 +112,7 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
             raise EvalError(f"the index in {kb.home} is empty: build one with `medassist eval build-index "
                             f"--home {kb.home} --medquad FILE --openfda FILE`, or pass --no-rag")
     err.print(f"Loading {config.model or 'the default model'} ({config.backend})...", markup=False)
-    model_backend = config.backend_factory()(on_status=lambda message: err.print(f"[dim]{escape(message)}[/]"))
+    model_backend = config.backend_factory()(on_status=lambda message: err.print(f"[dim]{shown(message)}[/]"))
     run = RunConfig(model=model_backend.model_name, backend=model_backend.name,
                     adapter=str(Path(ADAPTERS.get(config.adapter, config.adapter)).resolve()) if config.adapter else None,
                     use_rag=kb is not None,
@@ -157,7 +156,7 @@ def build_index(obj, index_home, medquad, openfda):
                                    on_progress=on_progress)
     counts = {s: sum(r.status == s for r in results) for s in STATUS_STYLE}
     err.print(f"[bold]Done:[/] {', '.join(f'{n} {s}' for s, n in counts.items() if n)}; "
-              f"{kb.manifest.count_ready_chunks()} chunks in {escape(str(kb.home))}.")
+              f"{kb.manifest.count_ready_chunks()} chunks in {shown(str(kb.home))}.")
     if counts["failed"]:
         sys.exit(1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,10 +16,18 @@ from rich.table import Table
 
 from corpus import ROUTES
 
-# Text from documents, users and errors goes through `escape`: to rich, "[draft notes]" is a style to drop and
-# "[/INST]" a closing tag to crash on.
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per file, never wrapped mid-path
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text from documents, users, file names and errors, as rich should print it on one line. Escaped: to rich,
+    "[draft notes]" is a style to drop and "[/INST]" a closing tag to crash on. Control characters (a file
+    named with an escape sequence, a newline) shown as "?", as `ls` does: a terminal would obey them."""
+    return escape(_UNPRINTABLE.sub("?", text))
+
+
 STATUS_STYLE = {"added": "green", "replaced": "cyan", "unchanged": "dim", "skipped": "yellow", "failed": "red"}
 
 
@@ -33,13 +42,13 @@ def ingest_progress(description: str):
         def on_progress(p) -> None:
             progress.update(files, completed=p.files_done, total=p.files_total)
             progress.update(chunks, completed=p.chunks_done, total=p.chunks_total or None,
-                            description=f"  {escape(Path(p.path).name)}" if p.chunks_total else "  chunks")
+                            description=f"  {shown(Path(p.path).name)}" if p.chunks_total else "  chunks")
 
         def on_result(result) -> None:
             style = STATUS_STYLE[result.status]
             detail = result.reason or (f"{result.chunks} chunks" if result.status in ("added", "replaced") else "")
-            progress.console.print(f"[{style}]{result.status:>9}[/] {escape(str(result.path))}  "
-                                   f"[dim]{escape(detail)}[/]")
+            progress.console.print(f"[{style}]{result.status:>9}[/] {shown(str(result.path))}  "
+                                   f"[dim]{shown(detail)}[/]")
 
         yield on_result, on_progress
 
@@ -113,8 +122,8 @@ def print_documents(docs) -> None:
     table = Table("doc_id", "title", "routes", "chunks", "ingested", box=None)
     table.add_column("source", overflow="fold")
     for d in docs:
-        table.add_row(d.doc_id[:12], escape(d.title), ",".join(d.routes), str(d.n_chunks), d.ingested_at[:10],
-                      escape(d.source))
+        table.add_row(d.doc_id[:12], shown(d.title), ",".join(d.routes), str(d.n_chunks), d.ingested_at[:10],
+                      shown(d.source))
     out.print(table)
 
 
@@ -126,10 +135,10 @@ def remove(obj, key):
     relative, and need not exist any more; `prune` removes every document whose file is gone)."""
     removed = obj.kb.remove(key)
     if not removed:
-        err.print(f"[red]No document matches {escape(repr(key))}[/] (see `medassist sources`).")
+        err.print(f"[red]No document matches {shown(repr(key))}[/] (see `medassist sources`).")
         sys.exit(1)
     for d in removed:
-        err.print(f"removed {d.doc_id[:12]} {escape(d.title)} ({d.n_chunks} chunks) {escape(d.source)}")
+        err.print(f"removed {d.doc_id[:12]} {shown(d.title)} ({d.n_chunks} chunks) {shown(d.source)}")
 
 
 @click.command()
@@ -154,7 +163,7 @@ def prune(obj, dry_run, yes):
         err.print("Nothing removed.")
         return
     for d in kb.prune(gone):
-        err.print(f"removed {d.doc_id[:12]} {escape(d.title)} ({d.n_chunks} chunks) {escape(d.source)}")
+        err.print(f"removed {d.doc_id[:12]} {shown(d.title)} ({d.n_chunks} chunks) {shown(d.source)}")
 
 
 @click.command()
@@ -175,9 +184,9 @@ def search(obj, query, k, route, mode, as_json):
     for n, p in enumerate([] if as_json else passages, start=1):
         c = p.chunk
         where = " > ".join(x for x in (c.section, f"page {c.page}" if c.page else "") if x)
-        out.print(f"[bold][{n}] {escape(c.title)}[/]" + (f" — {escape(where)}" if where else "")
+        out.print(f"[bold][{n}] {shown(c.title)}[/]" + (f" — {shown(where)}" if where else "")
                   + f"  [dim]score {p.score:.4f} · {','.join(c.routes)}[/]")
-        out.print(f"    [dim]{escape(c.source)}[/]")
+        out.print(f"    [dim]{shown(c.source)}[/]")
         text = " ".join(c.text.split())
         out.print(f"    {text[:300]}{'…' if len(text) > 300 else ''}\n", markup=False)
     if not passages:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-from rich.markup import escape
 
-from assistant.cli.knowledge import out
+from assistant.cli.knowledge import out, shown
 
 
 def register(main: click.Group) -> None:
@@ -20,11 +19,12 @@ def register(main: click.Group) -> None:
 def route(questions, as_json):
     """Show the route (diagnosis, treatment, medication, general) and confidence for each QUESTION."""
     from assistant.router import Router
+    from assistant.safety import check_question
     from index.embed import Embedder
 
     router = Router(Embedder())
     rows = []
-    for question in questions:
+    for question in map(check_question, questions):  # one refused the way `ask` refuses it
         name, confidence = router.route(question)
         rows.append({"question": question, "route": name, "confidence": round(confidence, 3),
                      "scores": {k: round(v, 3) for k, v in router.scores(question).items()}})
@@ -32,4 +32,4 @@ def route(questions, as_json):
         print(json.dumps(rows, indent=2))
         return
     for row in rows:
-        out.print(f"[bold]{row['route']:<10}[/] {row['confidence']:.0%}  {escape(row['question'])}")
+        out.print(f"[bold]{row['route']:<10}[/] {row['confidence']:.0%}  {shown(row['question'])}")

@@ -28,6 +28,9 @@ from assistant.tui.screens.prompt import TextPrompt
 from assistant.tui.screens.settings import MODEL_SETTINGS, SettingsScreen
 from assistant.tui.widgets.status import StatusBar
 
+# Another process (`medassist ingest` in another terminal) holds the home's write lock: said, never a silent hang.
+WAITING_FOR_WRITER = "another medassist process is writing to this home; waiting for it to finish…"
+
 
 class MedassistApp(App[None]):
     CSS_PATH = "app.tcss"
@@ -81,6 +84,7 @@ class MedassistApp(App[None]):
             if self.kb is None:
                 call(self.set_status, "opening the knowledge base…")
                 kb = self.config.knowledge_base()
+                kb.on_wait = lambda: call(self._ingest_event, WAITING_FOR_WRITER, None)
                 kb.ensure_starter(on_progress=lambda p: call(
                     self.set_status, f"indexing the starter notes: {p.files_done}/{p.files_total} files"))
                 self.kb = kb
@@ -251,6 +255,8 @@ class MedassistApp(App[None]):
     def _ingest_event(self, line: str | None, progress: tuple[int, int] | None) -> None:
         if line:
             self.ingest_lines.append(line)
+        if line == WAITING_FOR_WRITER:
+            self.set_status(line)
         if progress:
             self.ingest_progress = progress
             self.set_status(f"ingesting: {progress[0]}/{progress[1]} files")

@@ -255,6 +255,28 @@ async def test_ingest_from_the_app_while_the_chat_keeps_working(home, tiny_model
         assert any(c["title"] == "Kawasaki disease" for c in answer["citations"])
 
 
+async def test_an_ingest_waiting_for_another_process_says_so(home, tiny_model, tmp_path):
+    """`medassist ingest` in another terminal holds the write lock: the chat's ingest waits, and says so."""
+    import fcntl
+
+    from assistant.tui.widgets.status import StatusBar
+
+    note = write_note(tmp_path / "mine", "gout.md", "Gout flare", "treatment", {
+        "Treatment": "A gout flare is treated with an NSAID, colchicine or a short course of prednisolone."})
+    app = make_app(home, tiny_model)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.agent is not None)
+        with open(home / "write.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # an open file of its own: flock makes this call wait like another process
+            app.ingest([str(note.parent)])
+            await until(pilot, lambda: any("waiting for it to finish" in line for line in app.ingest_lines))
+            assert "another medassist process" in app.chat.query_one(StatusBar).state
+            await pilot.pause(0.5)
+            assert not any(line.startswith("done:") for line in app.ingest_lines)  # it really waits
+        await until(pilot, lambda: any(line.startswith("done:") for line in app.ingest_lines))
+        assert any("added" in line and "gout.md" in line for line in app.ingest_lines)
+
+
 def shown(widget) -> str:
     """The text a widget puts on screen: its wrapped lines joined, its border dropped."""
     text = " ".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.outer_size)))

@@ -180,6 +180,24 @@ def test_brackets_in_titles_paths_and_questions_are_printed_as_written(home, tmp
     assert "[/b] [x y]?" in run("route", "what does [/b] [x y]?").stdout
 
 
+def test_control_characters_in_file_names_never_reach_the_terminal(home, tmp_path):
+    """A file named with an escape sequence would retitle (or clear) the terminal of whoever lists it."""
+    note = write_note(tmp_path / "notes", "gout\x1b]0;owned\x07.md", "Gout", "treatment", {
+        "First line": "Colchicine 500 micrograms two to four times daily treats an acute gout flare."})
+    ingested = run("ingest", str(note)).stderr
+    assert "gout?]0;owned?.md" in ingested and "\x1b" not in ingested
+    listed = run("sources").stdout
+    assert "\x1b" not in listed and "\x07" not in listed and "Gout" in listed
+    for output in (run("search", "colchicine gout flare").stdout, run("ask", "colchicine dose for a gout flare?").stdout):
+        assert "\x1b" not in output and "\x07" not in output and "gout?]0;owned?.md" in output
+
+
+def test_a_question_too_long_to_be_one_is_refused_in_one_line(home):
+    result = run("ask", "x" * 5000)
+    assert result.exit_code == 3
+    assert result.stderr.strip() == "error: the question is 5,000 characters long; at most 4,000 are read: ask it in fewer words"
+
+
 def test_a_malformed_server_url_is_one_line_that_never_shows_the_key(home):
     (home / "config.toml").write_text('api_key = "sk-cli-0123-SECRET"\n')
     result = run("ask", "--no-rag", "--backend", "openai", "--base-url", "http://x:abc/v1", "What is gout?")

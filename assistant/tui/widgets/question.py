@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
+from assistant.safety import MAX_QUESTION_CHARS
 from corpus.loaders import clean_text
 
 
 class QuestionBox(Input):
     # Rich measures every character of the box on each redraw, slowly for zero-width ones: a paste of 150,000
-    # NULs (a file's bytes, say) froze the screen for minutes. A question is read in part past this anyway:
-    # retrieval embeds its first 128 word pieces.
-    MAX_CHARS = 4000
+    # NULs (a file's bytes, say) froze the screen for minutes. The agent reads no longer question anyway.
+    MAX_CHARS = MAX_QUESTION_CHARS
 
     def __init__(self, **kwargs):
         super().__init__(max_length=self.MAX_CHARS, **kwargs)
