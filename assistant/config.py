@@ -10,6 +10,8 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from index.compute import DTYPE_CHOICES
+
 
 GENERATE_CHOICES = ("auto", "always", "never")
 # `--adapter reader`: the grounded reader shipped in the package (Gemma-3-270M LoRA; its model card says how
@@ -50,6 +52,9 @@ class Config:
     home: Path
     chroma_url: str | None = None  # e.g. http://127.0.0.1:8000 for a `chroma run` server; None: embedded on disk
     embed_model: str | None = None  # a sentence-transformers folder or Hub id; None: the packaged all-MiniLM-L6-v2
+    # Precision of the embedder and the in-process model: auto = bf16 on a GPU or on a CPU with bf16 matrix
+    # instructions (AMX, AVX512-BF16), else fp32 (index/compute.py); bfloat16 | float32 force one.
+    compute_dtype: str = "auto"
     max_file_mb: int = 64
     rrf_k: float = 60.0
     backend: str = "transformers"  # transformers | openai | llamacpp (assistant/backends/base.py has the aliases)
@@ -80,6 +85,7 @@ class Config:
         adapter = str(ADAPTERS.get(self.adapter, self.adapter)) if self.adapter else None
         return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=adapter,
                                                    base_url=self.base_url, api_key=self.api_key, home=self.home,
+                                                   compute_dtype=self.compute_dtype,
                                                    allow_insecure_http=self.allow_insecure_http, on_status=on_status)
 
     def generates(self) -> bool:
@@ -100,7 +106,8 @@ class Config:
         from index import KnowledgeBase
 
         return KnowledgeBase(self.home, chroma_url=self.chroma_url, embed_model=self.embed_model,
-                             max_file_bytes=self.max_file_mb * 2**20, rrf_k=self.rrf_k)
+                             max_file_bytes=self.max_file_mb * 2**20, rrf_k=self.rrf_k,
+                             compute_dtype=self.compute_dtype)
 
 
 _TYPES = {f.name: f.type for f in fields(Config) if f.name != "home"}
@@ -186,9 +193,10 @@ def _coerce(name: str, value, path: Path):
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r} (from {path}, MEDASSIST_{name.upper()} or a flag) "
                           f"must be {kind}, got {value!r}") from None  # never a secret: those are not converted
-    if name == "generate" and value not in GENERATE_CHOICES:
-        raise ConfigError(f"setting 'generate' (from {path}, MEDASSIST_GENERATE or a flag) must be one of "
-                          f"{', '.join(GENERATE_CHOICES)}, got {value!r}")
+    for field, choices in (("generate", GENERATE_CHOICES), ("compute_dtype", DTYPE_CHOICES)):
+        if name == field and value not in choices:
+            raise ConfigError(f"setting {field!r} (from {path}, MEDASSIST_{field.upper()} or a flag) must be one of "
+                              f"{', '.join(choices)}, got {value!r}")
     if isinstance(value, (int, float)) and (value < 0 or value == 0 and name != "temperature"):
         raise ConfigError(f"setting {name!r} must be positive, got {value}")  # temperature 0 means greedy
     return value

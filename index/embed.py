@@ -6,6 +6,8 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from index.compute import DTYPE_CHOICES, Compute, choose_compute
+
 DEFAULT_BATCH_SIZE = 64  # measured: larger batches gain nothing on 2 cores and cost memory
 # all-MiniLM-L6-v2 was trained on 128-word-piece inputs; a longer query (a MedQA vignette runs to 200+)
 # costs twice the forward pass for little gain, and the query embedding is most of a search's time.
@@ -23,20 +25,31 @@ class Embedder:
     """One loaded sentence-transformers model, with the views each library wants of it."""
 
     def __init__(self, model: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 query_max_tokens: int | None = QUERY_MAX_TOKENS):
+                 query_max_tokens: int | None = QUERY_MAX_TOKENS, compute_dtype: str | None = None):
+        """`compute_dtype`: auto (None) | bfloat16 | float32; see index/compute.py."""
+        if compute_dtype not in (None, *DTYPE_CHOICES):
+            raise ValueError(f"compute_dtype must be one of {', '.join(DTYPE_CHOICES)}, got {compute_dtype!r}")
         self.model_name = model or default_model_path()
         self.batch_size = batch_size
         self.query_max_tokens = query_max_tokens
+        self.compute_dtype = compute_dtype
         if Path(self.model_name).is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the Hub
+
+    @cached_property
+    def compute(self) -> Compute:
+        """Device and dtype (decided on first use: checking for CUDA imports torch, which a CLI start need not)."""
+        return choose_compute(self.compute_dtype)
 
     @cached_property
     def llama(self):
         """The llama-index embedding model (used by the ingestion pipeline and the dense retriever)."""
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-        return HuggingFaceEmbedding(model_name=self.model_name, device="cpu", embed_batch_size=self.batch_size,
-                                    trust_remote_code=False)
+        # Loaded in the chosen dtype (not autocast): bf16 weights are what make oneDNN use AMX, and half the memory.
+        return HuggingFaceEmbedding(model_name=self.model_name, device=self.compute.device,
+                                    embed_batch_size=self.batch_size, trust_remote_code=False,
+                                    model_kwargs={"dtype": self.compute.torch_dtype})
 
     @cached_property
     def _tokenizer(self):

@@ -122,14 +122,16 @@ def _leaves(link: Path, root: str) -> str | None:
 
 class KnowledgeBase:
     def __init__(self, home: Path | str, chroma_url: str | None = None, embed_model: str | None = None,
-                 max_file_bytes: int = DEFAULT_MAX_BYTES, rrf_k: float = RRF_K, embedder: Embedder | None = None):
+                 max_file_bytes: int = DEFAULT_MAX_BYTES, rrf_k: float = RRF_K, embedder: Embedder | None = None,
+                 compute_dtype: str | None = None):
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.chroma_url = chroma_url
         self.max_file_bytes = max_file_bytes
         self.rrf_k = rrf_k
         self.manifest = Manifest(self.home / "manifest.sqlite3")
-        self.embedder = embedder or Embedder(embed_model)  # pass one to share a loaded model between bases
+        # Pass `embedder` to share a loaded model between bases.
+        self.embedder = embedder or Embedder(embed_model, compute_dtype=compute_dtype)
         self.bm25_dir = self.home / "bm25"
         # The stores as this process sees them (see "Two processes on one home" above). `_view`: the manifest
         # generation our Chroma client has seen everything up to; `_lock` lets one thread at a time swap them.
