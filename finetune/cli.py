@@ -129,11 +129,19 @@ def compare(adapter, data, n, model, max_new_tokens, out_path):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write train.jsonl, heldout.jsonl and report.json to (keep it out of git).")
 @click.option("--seed", default=3407, show_default=True, type=int, help="Same seed, same files.")
-@click.option("--medquad", default=2400, show_default=True, type=click.IntRange(0), help="Answerable MedQuAD rows.")
-@click.option("--pubmedqa", type=click.IntRange(0), help="Answerable PubMedQA rows. Default: all train_dev rows.")
+@click.option("--medquad", default=2000, show_default=True, type=click.IntRange(0), help="Answerable MedQuAD rows.")
+@click.option("--pubmedqa", default=150, show_default=True, type=click.IntRange(0),
+              help="Answerable PubMedQA rows (train_dev only).")
 @click.option("--unanswerable-share", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
               help="Share of rows whose passages do not answer the question.")
-def reader_data(data_dir, out_dir, seed, medquad, pubmedqa, unanswerable_share):
+@click.option("--note-share", default=0.6, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of rows whose passages are shown as notes ('Title > Section', list items); 0: all prose.")
+@click.option("--keyword", default=800, show_default=True, type=click.IntRange(0),
+              help="Extra shorthand questions about one line of a note.")
+@click.option("--vignette-share", default=0.25, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of answerable MedQuAD questions asked as a case ('A 54-year-old woman with ...').")
+def reader_data(data_dir, out_dir, seed, medquad, pubmedqa, unanswerable_share, note_share, keyword,
+                vignette_share):
     """Build grounded-answer (RAFT-style) rows for the reader: a question, 4-5 numbered passages (one
     answers it, BM25 distractors around it; or only distractors), and a short answer citing [n] or
     saying "The sources do not say."
@@ -147,7 +155,8 @@ def reader_data(data_dir, out_dir, seed, medquad, pubmedqa, unanswerable_share):
     """
     from finetune.reader_data import BuildOptions, build
 
-    options = BuildOptions(seed=seed, medquad=medquad, pubmedqa=pubmedqa, unanswerable_share=unanswerable_share)
+    options = BuildOptions(seed=seed, medquad=medquad, pubmedqa=pubmedqa, unanswerable_share=unanswerable_share,
+                           note_share=note_share, keyword=keyword, vignette_share=vignette_share)
     try:
         report = build(data_dir, out_dir, options, say=lambda line: click.echo(line, err=True))
     except FinetuneError as exc:

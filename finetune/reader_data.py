@@ -13,6 +13,23 @@ passages, so they look like what retrieval really returns: on topic, but not the
     medical-o1  vignette questions, unanswerable: only distractors
     MedQuAD     some questions unanswerable too: their oracle (and its document) removed
 
+Three variants bring the rows closer to what the assistant reads (the starter notes: terse sections of
+list items and table rows under "Title > Section") and asks (shorthand and vignettes):
+
+    note style  a share of rows show every passage as a note: "Focus > Symptoms" (MedQuAD) or
+                "Drug > Contraindications" (openFDA) over one line per sentence, most as "- " items;
+                a MedQuAD oracle then sits among up to two *sibling sections* of the same note (its
+                treatment when symptoms are asked), so the section, not the subject, must decide
+    keyword     shorthand questions about one line of a note that is not its first ("Quarry lung
+                treatment: corticosteroids, oxygen?"), made of two of that line's rarest words; the
+                target is that line, copied word for word
+    vignette    some answerable MedQuAD questions are asked as a case ("A 54-year-old woman with X: what
+                are the treatments?"), so that a case is no sign that the sources cannot answer (every
+                medical-o1 vignette is unanswerable)
+
+Every answer copies its sentences from the oracle word for word (PubMedQA's yes/no aside): a copied
+sentence is one the assistant's citation check passes.
+
 DATA RULE: PubMedQA rows whose `official_split` is "test" are MIRAGE's PubMedQA* evaluation
 questions. They are never used, not even as distractors: only rows with official_split ==
 "train_dev" are read, any other row is skipped and counted (skipped "pubmedqa_not_train_dev").
@@ -82,16 +99,37 @@ QTYPE_TOPICS = {"symptoms": "the symptoms of {f}", "treatment": "the treatment o
                 "susceptibility": "who is at risk of {f}", "prevention": "the prevention of {f}",
                 "stages": "the stages of {f}", "complications": "the complications of {f}"}
 
+# A MedQuAD answer's section in note style, by question type (the notes' own headings read like these).
+SECTIONS = {"information": "Overview", "symptoms": "Symptoms", "treatment": "Treatment", "inheritance": "Inheritance",
+            "frequency": "How common it is", "genetic changes": "Genetic changes", "causes": "Causes",
+            "exams and tests": "Tests and diagnosis", "research": "Research", "outlook": "Outlook",
+            "susceptibility": "Who is at risk", "considerations": "Considerations", "prevention": "Prevention",
+            "stages": "Stages", "complications": "Complications"}
+# Shorthand questions about one line of a note: {name} the focus or drug, {part} the section, {a} and {b}
+# two of the line's rarest words.
+KEYWORD_TEMPLATES = ["{name} {part}: {a}, {b}?", "{name} - {a} {b}?", "{part} of {name}: what about {a} and {b}?",
+                     "What does the {name} note say about {a} and {b}?", "{a} and {b} in {name}?"]
+_KEYWORD = re.compile(r"[a-z][a-z-]{4,}")
+KEYWORD_MAX_SHARE = 0.02  # of the pool's passages: a rarer word points to one line, a common one does not
+
 
 @dataclass
 class BuildOptions:
     seed: int = 3407
-    medquad: int = 2400  # answerable MedQuAD rows (of ~14k usable); at most 2 per topic, for breadth
-    pubmedqa: int | None = None  # answerable PubMedQA rows; None: all train_dev rows (~350)
+    medquad: int = 2000  # answerable MedQuAD rows (of ~14k usable); at most 2 per topic, for breadth
+    # answerable PubMedQA rows; None: all train_dev rows (~350). Few: their conclusion is not a sentence of the
+    # abstract, so they teach writing, not copying, and the assistant's notes hold no abstracts
+    pubmedqa: int | None = 150
     openfda_templates: int = 2  # questions per label section (1 or 2): ~115 sections x 2
     unanswerable_share: float = 0.2  # of all rows: enough to learn to decline, few enough to still answer
-    o1_share: float = 0.5  # of the unanswerable rows, medical-o1 vignettes; the rest MedQuAD questions
+    # of the unanswerable rows, medical-o1 vignettes; the rest MedQuAD questions. Half of them (the first
+    # recipe) taught the reader that a clinical case is never answered by its sources
+    o1_share: float = 0.35
     heldout_share: float = 0.05  # per origin, by whole documents (a MedQuAD topic, a pubid, a drug)
+    note_share: float = 0.6  # of rows, shown in note style (see the module docstring); 0: all prose
+    keyword: int = 800  # extra shorthand rows about one line of a note (MedQuAD and openFDA)
+    vignette_share: float = 0.25  # of answerable MedQuAD rows, asked as a case
+    siblings: int = 2  # at most this many sibling sections of the oracle's note among a note row's distractors
 
 
 @dataclass(frozen=True)
@@ -101,6 +139,8 @@ class Passage:
     doc: str  # the document it comes from ("medquad:0000001_1"); a distractor never shares the question's
     topic: frozenset = frozenset()  # MedQuAD focus words: a distractor about a related focus is excluded too
     name: str = ""  # what it is about (a MedQuAD focus, a drug), lower case: see Item.avoid_names
+    title: str = ""  # in note style the heading is "title > section"; "" (PubMedQA): always shown as prose
+    section: str = ""
 
 
 @dataclass
@@ -116,6 +156,10 @@ class Item:
     answer: str = ""  # the target, with "{n}" where the oracle's number goes
     avoid_text: str = ""  # unanswerable MedQuAD: a distractor naming the focus might answer after all
     avoid_names: str = ""  # unanswerable medical-o1: its known answer; a passage about what it names would answer
+    lines: tuple = ()  # the oracle's sentences, for keyword questions
+    qtype: str = ""  # MedQuAD's question type; the oracle's sibling sections are the note's other types
+    style: str = ""  # "note" or "prose" when fixed (keyword rows are notes); "" drawn per row
+    avoid_words: tuple = ()  # keyword rows: a distractor holding both words might answer too
 
 
 @dataclass
@@ -150,7 +194,9 @@ def build(data_dir: str | Path, out_dir: str | Path, options: BuildOptions | Non
 
     chosen = _take_per_topic(items["medquad"], options.medquad, rng)
     used_topics = {i.group for i in chosen}
-    answerable = chosen + _sample(items["pubmedqa"], options.pubmedqa, rng) + items["openfda"]
+    chosen = [_as_vignette(i, rng) if rng.random() < options.vignette_share else i for i in chosen]
+    keyword = _keyword_items(chosen + items["openfda"], pool, options.keyword, rng)
+    answerable = chosen + keyword + _sample(items["pubmedqa"], options.pubmedqa, rng) + items["openfda"]
     wanted = round(len(answerable) * options.unanswerable_share / (1 - options.unanswerable_share))
     o1 = _sample(_medical_o1(inputs["medical_o1"], report), round(wanted * options.o1_share), rng)
     fresh = [i for i in spare if i.group not in used_topics]  # topics the answerable rows never show
@@ -161,8 +207,15 @@ def build(data_dir: str | Path, out_dir: str | Path, options: BuildOptions | Non
     queries = answerable + unanswerable
     hits = _bm25_hits(pool, [i.question for i in queries], say)
     rows, uses = [], Counter()  # pool index -> rows it is a distractor in
+    sections = {}  # MedQuAD document -> its passages, by pool index: a note's sibling sections
+    for index, passage in enumerate(pool):
+        if passage.doc.startswith("medquad:") and passage.section:
+            sections.setdefault(passage.doc, []).append(index)
     for item, candidates in zip(queries, hits):
-        row = _assemble(item, [(c, pool[c]) for c in candidates if uses[c] < MAX_DISTRACTOR_USES], rng, report)
+        note = item.style == "note" or (not item.style and rng.random() < options.note_share)
+        siblings = _siblings(item, sections, pool, options.siblings) if note else []
+        usable = [(c, pool[c]) for c in candidates if uses[c] < MAX_DISTRACTOR_USES]
+        row = _assemble(item, usable, rng, report, note, siblings)
         if row:
             uses.update(row.pop("_distractors"))
             rows.append(row)
@@ -178,6 +231,8 @@ def build(data_dir: str | Path, out_dir: str | Path, options: BuildOptions | Non
                 handle.write(line.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n")
             report.rows.update(f"{row['origin']} {name}" for row in part)
         report.rows.update(f"{'answerable' if row['answerable'] else 'unanswerable'} {name}" for row in part)
+        report.rows.update(f"{row['style']} style {name}" for row in part)
+        report.rows.update(f"{row['variant']} question {name}" for row in part if row["variant"] != "plain")
     words = [row["_words"] for row in rows]
     report.prompt_words_mean, report.prompt_words_max = sum(words) / max(len(words), 1), max(words, default=0)
     (out / "report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
@@ -294,7 +349,8 @@ def _medquad(rows: list[dict], pool: list[Passage], report: BuildReport) -> tupl
             continue
         doc = f"medquad:{row.get('doc_id') or focus}"
         topic = _words(focus)
-        oracle = Passage(f"{focus} ({qtype})" if qtype else focus, text, doc, topic, focus.casefold())
+        oracle = Passage(f"{focus} ({qtype})" if qtype else focus, text, doc, topic, focus.casefold(), focus,
+                         SECTIONS.get(qtype, qtype.capitalize()))
         pool.append(oracle)
         key = question.casefold()
         if key in seen:  # the same question in two collections: one row, or the trainer drops the other
@@ -312,7 +368,8 @@ def _medquad(rows: list[dict], pool: list[Passage], report: BuildReport) -> tupl
                           f"{NOT_IN_SOURCES} None of them covers {about}.", avoid_text=focus.casefold()))
         lead = _lead(kept)
         if lead:
-            answerable.append(Item(question, "medquad", group, frozenset({doc}), topic, oracle, _cite(lead)))
+            answerable.append(Item(question, "medquad", group, frozenset({doc}), topic, oracle, _cite(lead),
+                                   lines=tuple(kept), qtype=qtype))
         else:
             report.skipped["medquad_no_short_answer"] += 1
     return answerable, spare
@@ -370,7 +427,8 @@ def _openfda(rows: list[dict], pool: list[Passage], report: BuildReport, templat
             text = text[title.end():]
         passage, kept = _trim(_sentences(" ".join(text.split())))
         doc = f"openfda:{drug.lower()}:{section.lower()}"
-        oracle = Passage(f"{drug.title()} label > {section}", passage, doc, name=drug.casefold())
+        oracle = Passage(f"{drug.title()} label > {section}", passage, doc, name=drug.casefold(), title=drug.title(),
+                         section=section)
         pool.append(oracle)
         lead = _lead(kept)
         if not lead:
@@ -379,7 +437,7 @@ def _openfda(rows: list[dict], pool: list[Passage], report: BuildReport, templat
         questions = FDA_TEMPLATES.get(section, ["What does the {section} section of the {drug} label say?"])
         for template in questions[:templates]:
             items.append(Item(template.format(drug=drug, section=section), "openfda", f"openfda:{drug.lower()}",
-                              frozenset({doc}), oracle=oracle, answer=_cite(lead)))
+                              frozenset({doc}), oracle=oracle, answer=_cite(lead), lines=tuple(kept)))
     return items
 
 
@@ -396,6 +454,85 @@ def _medical_o1(rows: list[dict], report: BuildReport) -> list[Item]:
                           answer=f"{NOT_IN_SOURCES} None of them covers {topic}.",
                           avoid_names=" ".join(str(row.get("Response") or "").split()).casefold()))
     return items
+
+
+def _as_vignette(item: Item, rng: random.Random) -> Item:
+    """The same question asked about a case: "A 54-year-old woman with Quarry lung: what are the treatments?"."""
+    who = rng.choice(["man", "woman", "boy", "girl"])
+    age = rng.randint(18, 85) if who in ("man", "woman") else rng.randint(2, 15)
+    question = item.question[0].lower() + item.question[1:]
+    article = "An" if str(age).startswith("8") or age in (11, 18) else "A"
+    return Item(f"{article} {age}-year-old {who} with {item.oracle.title}: {question}", item.origin, item.group, item.docs, item.topic,
+                item.oracle, item.answer, lines=item.lines, qtype=item.qtype)
+
+
+def _keyword_items(items: list[Item], pool: list[Passage], n: int, rng: random.Random) -> list[Item]:
+    """Up to `n` shorthand questions, each about one line of a note that is not its first (see the module
+    docstring): two of the line's rare words (in at most KEYWORD_MAX_SHARE of the pool's passages, in no
+    other line of the note, not the focus's or the drug's own) make the question; the line is the answer."""
+    if n <= 0:
+        return []
+    frequency = Counter(w for p in pool for w in set(_KEYWORD.findall(p.text.lower())))
+    limit = max(2, KEYWORD_MAX_SHARE * len(pool))
+    made, order, done = [], [i for i in items if i.oracle and i.oracle.title and len(i.lines) >= 2], set()
+    rng.shuffle(order)
+    for item in order:
+        if len(made) >= n:
+            break
+        if item.oracle.doc in done:  # openFDA asks about each section twice: one keyword question per passage
+            continue
+        done.add(item.oracle.doc)
+        name_words = _words(item.oracle.title)
+        lines = list(item.lines)
+        options = []
+        for index, line in enumerate(lines[1:], 1):
+            if not 6 <= len(line.split()) <= TARGET_WORDS or line[-1] not in ".!":
+                continue
+            elsewhere = set().union(*(_KEYWORD.findall(x.lower()) for j, x in enumerate(lines) if j != index))
+            rare = sorted({w for w in _KEYWORD.findall(line.lower())
+                           if w not in elsewhere and w not in name_words and frequency[w] <= limit},
+                          key=lambda w: (frequency[w], w))
+            if len(rare) >= 2:
+                options.append((line, rare[:2]))
+        if not options:
+            continue
+        line, (a, b) = rng.choice(options)
+        part = item.oracle.section.lower()
+        question = rng.choice(KEYWORD_TEMPLATES).format(name=item.oracle.title, part=part, a=a, b=b)
+        made.append(Item(question[0].upper() + question[1:], item.origin, item.group, item.docs, item.topic,
+                         item.oracle, _cite([line]), lines=item.lines, qtype=item.qtype, style="note",
+                         avoid_words=(a, b)))
+    return made
+
+
+def _siblings(item: Item, sections: dict[str, list[int]], pool: list[Passage], most: int) -> list[tuple[int, Passage]]:
+    """Other sections of the MedQuAD oracle's own note (not its overview, which may answer anything), by pool
+    index: a note row's hardest distractors, about the same subject as the oracle."""
+    if not (item.oracle and item.qtype) or most <= 0:
+        return []
+    found = []
+    for index in sections.get(item.oracle.doc, []):
+        p = pool[index]
+        if p.section in (item.oracle.section, SECTIONS["information"]) or p.text == item.oracle.text:
+            continue
+        if item.avoid_words and all(w in p.text.lower() for w in item.avoid_words):
+            continue
+        found.append((index, p))
+    return found[:most]
+
+
+def _as_note(p: Passage, layout: float) -> tuple[str, str]:
+    """(heading, text) of a passage as the starter notes read: "Title > Section", one line per sentence; with
+    `layout` < 0.6 every line is a "- " item, else the first line is a paragraph and the rest are items. A
+    passage without a title (a PubMed abstract) stays as it is."""
+    if not p.title:
+        return p.heading, p.text
+    lines = [sentence for sentence, _ in _sentences(p.text)]
+    if layout < 0.6:
+        text = "\n".join(f"- {line}" for line in lines)
+    else:
+        text = "\n".join(lines[:1] + [f"- {line}" for line in lines[1:]])
+    return f"{p.title} > {p.section}", text
 
 
 def _sample(items: list[Item], n: int | None, rng: random.Random) -> list[Item]:
@@ -432,26 +569,31 @@ def _bm25_hits(pool: list[Passage], queries: list[str], say) -> list[list[int]]:
     return [list(map(int, row)) for row in found]
 
 
-def _assemble(item: Item, candidates: list[tuple[int, Passage]], rng: random.Random,
-              report: BuildReport) -> dict | None:
+def _assemble(item: Item, candidates: list[tuple[int, Passage]], rng: random.Random, report: BuildReport,
+              note: bool = False, siblings: list[tuple[int, Passage]] = ()) -> dict | None:
     """The row for one question: 3-4 distractors (4-5 without an oracle), the oracle at a seeded place.
-    `candidates` are (pool index, passage), best BM25 hit first."""
-    distractors, texts = [], {item.oracle.text} if item.oracle else set()
+    `candidates` are (pool index, passage), best BM25 hit first; `siblings` (sections of the oracle's own
+    note) come before them. `note`: every passage is shown in note style (`_as_note`)."""
+    distractors, texts = list(siblings), {item.oracle.text} if item.oracle else set()
+    texts.update(p.text for _, p in siblings)
     for index, p in candidates:
         if p.doc in item.docs or _related(p.topic, item.topic) or p.text in texts \
                 or (item.avoid_text and item.avoid_text in p.text.casefold()) \
+                or (item.avoid_words and all(w in p.text.lower() for w in item.avoid_words)) \
                 or (item.avoid_names and p.name and re.search(rf"\b{re.escape(p.name)}\b", item.avoid_names)):
             continue
         distractors.append((index, p))
         texts.add(p.text)
     total = rng.choice((4, 5))  # the same counts with and without an oracle: the number of passages is no tell
     place = rng.random()  # drawn before any trimming, so the rng sequence never depends on lengths
+    layout = rng.random()  # how a note's lines are laid out
     distractors = distractors[:total - (item.oracle is not None)]
     while True:
         passages = [p for _, p in distractors]
         if item.oracle:
             passages.insert(int(place * (len(passages) + 1)), item.oracle)
-        sources = [SourceText(n, p.heading, p.text) for n, p in enumerate(passages, 1)]
+        shown = [_as_note(p, layout) if note else (p.heading, p.text) for p in passages]
+        sources = [SourceText(n, heading, text) for n, (heading, text) in enumerate(shown, 1)]
         words = len(build_prompt(item.question, sources).split())
         if words <= MAX_PROMPT_WORDS or len(passages) <= MIN_SOURCES:
             break
@@ -464,14 +606,22 @@ def _assemble(item: Item, candidates: list[tuple[int, Passage]], rng: random.Ran
         return None
     if item.oracle:
         number = passages.index(item.oracle) + 1
-        reasoning = f"Source [{number}] ({item.oracle.heading}) answers the question."
+        reasoning = f"Source [{number}] ({sources[number - 1].heading}) answers the question."
         response = item.answer.replace("{n}", str(number))
     else:
         number, reasoning, response = None, "None of the sources answers the question.", item.answer
     return {"Question": item.question, "Complex_CoT": reasoning, "Response": response,
             "sources": [{"number": s.number, "heading": s.heading, "text": s.text} for s in sources],
             "origin": item.origin, "answerable": item.oracle is not None, "oracle": number,
+            "style": "note" if note else "prose", "variant": _variant(item),
             "_group": item.group, "_words": words, "_distractors": [index for index, _ in distractors]}
+
+
+def _variant(item: Item) -> str:
+    """"keyword", "vignette" or "plain": what kind of question the row asks (see the module docstring)."""
+    if item.avoid_words:
+        return "keyword"
+    return "vignette" if item.origin == "medquad" and re.match(r"An? \d+-year-old ", item.question) else "plain"
 
 
 def _split(rows: list[dict], share: float, rng: random.Random) -> tuple[list[dict], list[dict]]:

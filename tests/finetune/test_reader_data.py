@@ -170,8 +170,13 @@ def test_every_answerable_answer_cites_its_oracle_and_only_it(built):
 def test_no_distractor_comes_from_the_oracles_document(built):
     for row in all_rows(built):
         others = [s for s in row["sources"] if s["number"] != row["oracle"]]
-        if row["origin"] == "medquad":
+        if row["origin"] == "medquad" and row["style"] == "prose":
             assert not any(s["heading"].startswith(focus_of(row["Question"])) for s in others)
+        if row["origin"] == "medquad" and row["style"] == "note":  # only other sections of its note: see below
+            same = [s for s in others if s["heading"].startswith(focus_of(row["Question"]) + " > ")]
+            assert row["answerable"] or not same
+            assert all(s["heading"] not in (oracle_of(row)["heading"], f"{focus_of(row['Question'])} > Overview")
+                       for s in same)
         if row["origin"] == "medquad" and not row["answerable"]:  # a passage naming the topic might answer it
             assert not any(focus_of(row["Question"]) in s["text"] for s in others)
         if row["answerable"]:
@@ -221,7 +226,7 @@ def test_held_out_rows_share_no_document_with_training_rows(built):
             if r["origin"] == "medquad":
                 keys.add(focus_of(r["Question"]))
             elif r["origin"] in ("pubmedqa", "openfda"):
-                keys.add(oracle_of(r)["heading"].split(" label")[0])
+                keys.add(oracle_of(r)["heading"].split(" label")[0].split(" > ")[0].title())
             else:
                 keys.add(r["Question"])
         return keys
@@ -341,3 +346,74 @@ def test_no_passage_is_a_distractor_in_more_rows_than_the_cap(tmp_path, monkeypa
     monkeypatch.setattr(reader_data, "MAX_DISTRACTOR_USES", 3)
     build(built[0] / "in", tmp_path / "capped", OPTIONS, say=lambda line: None)
     assert most_used(tmp_path / "capped") <= 3
+
+
+def test_note_rows_read_like_the_starter_notes_with_sibling_sections_as_distractors(built):
+    """Note style: "Focus > Section" over one line per sentence, list items among them; an answerable MedQuAD
+    row holds other sections of its oracle's note, and its answer is still copied from the oracle."""
+    rows = all_rows(built)
+    notes = [r for r in rows if r["style"] == "note"]
+    assert 0.3 <= len(notes) / len(rows) <= 0.95 and any(r["style"] == "prose" for r in rows)
+    with_siblings = 0
+    for row in notes:
+        for source in row["sources"]:
+            if not source["heading"].startswith("PubMed abstract"):
+                assert " > " in source["heading"] and " (" not in source["heading"].split(" > ")[-1], source
+                lines = source["text"].splitlines()
+                assert any(line.startswith("- ") for line in lines) or len(lines) == 1, source["text"]
+        if row["answerable"] and row["origin"] == "medquad":
+            focus, oracle = focus_of(row["Question"]), oracle_of(row)
+            assert oracle["heading"].startswith(f"{focus} > ")
+            assert f"({oracle['heading']})" in row["Complex_CoT"]
+            with_siblings += any(s["heading"].startswith(f"{focus} > ") and s is not oracle for s in row["sources"])
+            for sentence in re.findall(r"(.+?) \[\d+\][.!?]\s*", row["Response"]):
+                assert any(line.removeprefix("- ").startswith(sentence) for line in oracle["text"].splitlines())
+    assert with_siblings >= 3
+    prose = [r for r in rows if r["style"] == "prose" and r["origin"] == "medquad" and r["answerable"]]
+    assert prose and all(oracle_of(r)["heading"].endswith(")") for r in prose)  # "Focus (qtype)", as before
+
+
+def test_keyword_questions_point_to_one_line_of_the_note_and_copy_it(built, tmp_path, monkeypatch):
+    import finetune.reader_data as reader_data
+
+    # The tiny pool repeats its words in every topic: any word counts as rare here.
+    monkeypatch.setattr(reader_data, "KEYWORD_MAX_SHARE", 1.0)
+    report = build(built[0] / "in", tmp_path / "out", BuildOptions(seed=7, medquad=10, keyword=20),
+                   say=lambda line: None)
+    rows = [json.loads(x) for part in ("train", "heldout") for x in (tmp_path / "out" / f"{part}.jsonl").read_text().splitlines()]
+    keyword = [r for r in rows if r["variant"] == "keyword"]
+    assert len(keyword) >= 8 and all(r["answerable"] and r["style"] == "note" for r in keyword)
+    assert {r["origin"] for r in keyword} == {"medquad", "openfda"}
+    assert report.rows["keyword question train"] + report.rows["keyword question heldout"] == len(keyword)
+    for row in keyword:
+        oracle = oracle_of(row)
+        line = row["Response"].replace(f" [{row['oracle']}]", "")
+        lines = [x.removeprefix("- ") for x in oracle["text"].splitlines()]
+        assert line in lines and line != lines[0], (row["Question"], lines)
+        asked = [w for w in re.findall(r"[a-z][a-z-]{4,}", row["Question"].lower())
+                 if w in line.lower() and w not in focus_or_drug(row).lower()]
+        assert len(asked) >= 2, row["Question"]
+        for other in lines:  # each asked word is in this line only
+            if other != line:
+                assert not all(w in other.lower() for w in asked[:2])
+
+
+def focus_or_drug(row: dict) -> str:
+    return focus_of(row["Question"]) or oracle_of(row)["heading"].split(" > ")[0]
+
+
+def test_vignettes_are_answerable_too(built, tmp_path):
+    rows = all_rows(built)
+    vignettes = [r for r in rows if r["variant"] == "vignette"]
+    assert vignettes and all(r["answerable"] and re.match(r"An? \d+-year-old (man|woman|boy|girl) with ", r["Question"])
+                             for r in vignettes)
+    case = re.compile(r"\b\d+-year-old\b")
+    answered = sum(bool(case.search(r["Question"])) for r in rows if r["answerable"])
+    unanswered = sum(bool(case.search(r["Question"])) for r in rows if not r["answerable"])
+    assert answered >= unanswered  # a case is no tell that the sources cannot answer
+
+    plain = build(built[0] / "in", tmp_path / "plain", BuildOptions(seed=7, medquad=10, note_share=0, keyword=0,
+                                                                    vignette_share=0), say=lambda line: None)
+    rows = [json.loads(x) for x in (tmp_path / "plain" / "train.jsonl").read_text().splitlines()]
+    assert {r["style"] for r in rows} == {"prose"} and {r["variant"] for r in rows} == {"plain"}
+    assert "note style train" not in plain.rows
