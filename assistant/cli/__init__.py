@@ -15,7 +15,7 @@ import os
 
 import click
 
-from assistant.cli import ask, chat, evaluate, knowledge, route
+from assistant.cli import ask, chat, evaluate, knowledge, route, serve
 from assistant.config import load_config
 from finetune import cli as finetune_cli
 
@@ -91,3 +91,4 @@ route.register(main)
 chat.register(main)
 finetune_cli.register(main, resolve_model=_resolve_model)
 evaluate.register(main)
+serve.register(main)
