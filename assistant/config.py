@@ -64,6 +64,10 @@ class Config:
     api_key: Secret | None = None  # sent to that server as a bearer token; OPENAI_API_KEY is used when unset
     # A key is never sent in plain http to another machine (anyone on the way could read it) unless this is on.
     allow_insecure_http: bool = False
+    # A `medassist serve` server that answers `ask` and `chat` instead of this machine's index and model (its
+    # README section, "Serving a team"), and the API key it gave you (`medassist serve keys add`).
+    server: str | None = None
+    server_key: Secret | None = None
     k: int = 5
     use_rag: bool = True  # False: model-only answers, labelled unsourced
     # Whether the model writes an answer after the evidence reader's quotes (it replaces them only where its
@@ -101,6 +105,14 @@ class Config:
 
         chosen = {f.name: getattr(self, f.name) for f in fields(GenerationSettings)}
         return GenerationSettings(**{name: value for name, value in chosen.items() if value is not None})
+
+    def remote_agent(self):
+        """The agent and knowledge base of the `server` this config names (assistant/remote.py)."""
+        from assistant.remote import RemoteAgent
+
+        agent = RemoteAgent(self.server, self.server_key, allow_insecure_http=self.allow_insecure_http)
+        agent.k = self.k
+        return agent
 
     def knowledge_base(self):
         from index import KnowledgeBase
@@ -154,7 +166,8 @@ def save_settings(home: Path, changed: dict) -> Path:
             document.pop(name, None)
         else:
             document[name] = value.reveal() if isinstance(value, Secret) else value
-    mode = 0o600 if "api_key" in document else (path.stat().st_mode & 0o777 if path.exists() else 0o644)
+    secret = {"api_key", "server_key"} & set(document)
+    mode = 0o600 if secret else (path.stat().st_mode & 0o777 if path.exists() else 0o644)
     home.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=home, prefix=".config.toml.")  # created 0600: the key is never readable
     try:

@@ -29,8 +29,9 @@ def register(main: click.Group) -> None:
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages to retrieve (default 5).")
 @click.option("--generate", type=click.Choice(["auto", "always", "never"]),
               help="Let the model answer after the quotes: auto (default) skips the bare packaged model.")
+@click.option("--server", help="A 'medassist serve' URL that answers instead (its key: server_key / MEDASSIST_SERVER_KEY).")
 @click.pass_obj
-def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag, k, generate):
+def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag, k, generate, server):
     """Answer a medical question from the indexed sources, with numbered citations.
 
     The evidence answer comes first: the source sentences that answer the question, each under the
@@ -38,26 +39,14 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
     when each is checked against the passage it cites. When the sources do not cover the question
     the assistant says so instead of answering.
     """
-    from assistant.agent import Agent
-
     config = obj.config
-    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, k=k, generate=generate)
+    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, k=k, generate=generate,
+                 server=server)
     config = replace(config, **{key: value for key, value in flags.items() if value})
-    kb = obj.kb
-    ensure_starter(kb)
-    factory = config.backend_factory()
-    status = err.status("Loading the model...") if not as_json and err.is_terminal else None
-
-    def load():
-        if status:
-            status.start()
-        try:
-            return factory(on_status=lambda message: err.print(f"[dim]{shown(message)}[/]"))
-        finally:
-            if status:
-                status.stop()
-
-    agent = Agent(kb, load, k=config.k, settings=config.generation_settings(), generate=config.generates())
+    if config.server and (backend or model or adapter or base_url):
+        raise click.UsageError("--server answers with the server's own model: drop --backend, --model, --adapter "
+                               "and --base-url")
+    agent = config.remote_agent() if config.server else _local_agent(obj, config, as_json)
     text = " ".join(question)
     printed = []
 
@@ -75,6 +64,27 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
     elif printed:
         out.print("\n[bold]Model answer[/] [dim](each sentence checked against the source it cites)[/]")
     print_answer(answer, body=not printed or answer.mode == "generated", notice=not printed)
+
+
+def _local_agent(obj, config, as_json: bool):
+    """The agent over this home's index, its model loaded when first needed (with a spinner on a terminal)."""
+    from assistant.agent import Agent
+
+    kb = obj.kb
+    ensure_starter(kb)
+    factory = config.backend_factory()
+    status = err.status("Loading the model...") if not as_json and err.is_terminal else None
+
+    def load():
+        if status:
+            status.start()
+        try:
+            return factory(on_status=lambda message: err.print(f"[dim]{shown(message)}[/]"))
+        finally:
+            if status:
+                status.stop()
+
+    return Agent(kb, load, k=config.k, settings=config.generation_settings(), generate=config.generates())
 
 
 def print_answer(answer, final: bool = True, body: bool = True, notice: bool = True) -> None:

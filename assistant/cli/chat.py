@@ -20,12 +20,16 @@ def register(main: click.Group) -> None:
 @click.option("--no-rag", is_flag=True, help="Model-only answers, labelled unsourced.")
 @click.option("--generate", type=click.Choice(["auto", "always", "never"]),
               help="Let the model answer after the quotes: auto (default) skips the bare packaged model.")
+@click.option("--server", help="A 'medassist serve' URL that answers instead (its key: server_key / MEDASSIST_SERVER_KEY).")
 @click.pass_obj
-def chat(obj, no_history, backend, model, adapter, base_url, no_rag, generate):
+def chat(obj, no_history, backend, model, adapter, base_url, no_rag, generate, server):
     """Chat in the terminal: cited answers, reasoning, sources, ingest, saved sessions (F1 lists the keys)."""
     from assistant.tui.app import MedassistApp
 
-    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, generate=generate)
+    if server and (backend or model or adapter or base_url):
+        raise click.UsageError("--server answers with the server's own model: drop --backend, --model, --adapter "
+                               "and --base-url")
+    flags = dict(backend=backend, model=model, adapter=adapter, base_url=base_url, generate=generate, server=server)
     config = replace(obj.config, **{key: value for key, value in flags.items() if value})
     if no_rag:
         config = replace(config, use_rag=False)

@@ -233,7 +233,8 @@ def _error(status: int, message: str, kind: str, **extra) -> JSONResponse:
 
 def _failure(exc: Exception) -> tuple[int, dict]:
     detail = error_detail(exc)
-    return 503 if detail["type"] == "service_unavailable" else 500, {"error": detail}
+    status = {"service_unavailable": 503, "invalid_request_error": 422}.get(detail["type"], 500)
+    return status, {"error": detail}
 
 
 def _add_error_handlers(app: FastAPI) -> None:

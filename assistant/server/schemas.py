@@ -9,9 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Route = Literal["diagnosis", "treatment", "medication", "general"]
-# The chat's question box holds as much (assistant/tui/widgets/question.py): a question, not a document.
-MAX_QUESTION_CHARS = 4000
+from assistant.safety import MAX_QUESTION_CHARS  # the agent's own limit (the chat's box holds as much)
+from corpus import ROUTES
+
+Route = Literal[ROUTES]  # the tuple's strings, as if listed
 
 
 class AskRequest(BaseModel):

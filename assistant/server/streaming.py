@@ -9,6 +9,7 @@ import uuid
 
 from assistant.agent import Agent, Answer
 from assistant.errors import describe, expected
+from assistant.safety import QuestionError
 
 log = logging.getLogger("medassist.serve")
 
@@ -55,6 +56,8 @@ async def answer_events(agent: Agent, question: str, options: dict):
 
 def error_detail(exc: Exception) -> dict:
     """What a client may see of an exception: an expected one's one line, otherwise an id to find it in the log."""
+    if isinstance(exc, QuestionError):  # the agent's own check of a question (HTTP 422)
+        return {"message": str(exc), "type": "invalid_request_error"}
     if expected(exc):
         log.warning("request failed: %s", describe(exc))
         return {"message": describe(exc), "type": "service_unavailable"}

@@ -81,6 +81,14 @@ class MedassistApp(App[None]):
         self._services_ready.clear()
         self.agent, self.load_error = None, ""
         try:
+            if self.config.server:  # a `medassist serve` server answers and ingests; history stays here
+                call(self.set_status, f"connecting to {self.config.server}…")
+                self.agent = self.config.remote_agent()
+                self.kb = self.agent.kb
+                backend = self.agent.backend
+                call(self.set_status, "ready", f"{backend.model_name} ({backend.name})" if backend
+                     else "evidence reader via medassist serve")
+                return
             if self.kb is None:
                 call(self.set_status, "opening the knowledge base…")
                 kb = self.config.knowledge_base()
