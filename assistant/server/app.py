@@ -120,7 +120,7 @@ def create_app(config: Config, kb=None, public: bool = False) -> FastAPI:
         backend = service.backend
         return Health(status="ok", version=app.version, model=backend.model_name if backend else None,
                       backend=backend.name if backend else None, generates=service.agent.generate and bool(backend),
-                      auth=service.auth_required())
+                      auth=service.auth_required(), worker=os.getpid())
 
     @app.post("/v1/ask", response_model=Answer, dependencies=guarded, tags=["answers"],
               responses={200: {"content": {"text/event-stream": {}}, "description": "The Answer, or its events."}})

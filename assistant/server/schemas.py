@@ -79,6 +79,7 @@ class Health(BaseModel):
     backend: str | None
     generates: bool
     auth: bool = Field(description="Whether requests to /v1 need an API key.")
+    worker: int = Field(description="The answering process's id (one per `--workers`).")
 
 
 class ErrorDetail(BaseModel):
