@@ -7,6 +7,10 @@ Wilson interval and the random-guess baseline beside it. Every answered question
 `answers.jsonl` with a key of the run's configuration, so a killed run continues where it stopped
 and a different configuration never reuses an answer.
 
+With `scoring="loglik"` (`assistant/loglik.py`) nothing is generated: each option's log-likelihood after
+the prompt is measured and the most likely option chosen, reported raw (`acc`) and per character of the
+option (`acc_norm`), as lm-evaluation-harness reports multiple-choice tasks.
+
 Retrieval: every PubMedQA context is indexed, each question searched, and recall@1/@k of its own
 context measured for dense, BM25 and hybrid search.
 """
@@ -93,7 +97,10 @@ def load_mcq(path: Path | str) -> list[MCQItem]:
                 answer = next(k for k, v in options.items() if v.strip().lower() == answer.lower())
             items.append(MCQItem(str(row.get("dataset") or path.stem), str(row.get("id", number)),
                                  str(row["question"]), options, answer.upper()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, StopIteration) as exc:
+        except KeyError as exc:
+            raise EvalError(f"{path}, line {number}: missing field {exc} (a multiple-choice item needs question, "
+                            f"options and answer or answer_idx)") from None
+        except (json.JSONDecodeError, TypeError, AttributeError, StopIteration) as exc:
             raise EvalError(f"{path}, line {number}: not a multiple-choice item with question, options and an "
                             f"answer letter ({type(exc).__name__}: {exc})") from None
     if not items:
@@ -188,22 +195,30 @@ def summarize(records: list[dict]) -> dict:
     """Per-dataset accuracy with its 95% Wilson interval, the random-guess baseline, unparseable answers and
     seconds per question; `all` pools every question, `mean` is the unweighted mean of the datasets'
     accuracies (MIRAGE's "average")."""
+    def rate(correct: int, n: int) -> tuple[float, list[float]]:
+        return round(correct / n, 4), [round(x, 4) for x in wilson(correct, n)]
+
     rows = {}
     for name in sorted({r["dataset"] for r in records}) + ["all"]:
         group = [r for r in records if name in ("all", r["dataset"])]
         correct = sum(r["correct"] for r in group)
-        low, high = wilson(correct, len(group))
-        rows[name] = {"n": len(group), "correct": correct, "accuracy": round(correct / len(group), 4),
-                      "ci95": [round(low, 4), round(high, 4)],
+        accuracy, ci95 = rate(correct, len(group))
+        rows[name] = {"n": len(group), "correct": correct, "accuracy": accuracy, "ci95": ci95,
                       "random_baseline": round(statistics.mean(1 / r["n_options"] for r in group), 4),
                       "unparseable": sum(r["predicted"] is None for r in group),
                       "seconds_per_question": round(statistics.mean(r["seconds"] for r in group), 3)}
+        if "correct_norm" in group[0]:  # scored by log-likelihood: lm-eval's acc_norm beside acc
+            correct_norm = sum(r["correct_norm"] for r in group)
+            accuracy_norm, ci95_norm = rate(correct_norm, len(group))
+            rows[name].update(correct_norm=correct_norm, accuracy_norm=accuracy_norm, ci95_norm=ci95_norm)
     datasets = [row for name, row in rows.items() if name != "all"]
     mean = round(statistics.mean(row["accuracy"] for row in datasets), 4) if datasets else None
     return {"datasets": rows, "mean_accuracy": mean}
 
 
 def markdown_table(summary: dict) -> str:
+    if "accuracy_norm" in summary["datasets"]["all"]:
+        return _loglik_table(summary)
     lines = ["| dataset | n | accuracy | 95% CI (Wilson) | random guess | unparseable | s/question |",
              "|---|---:|---:|---|---:|---:|---:|"]
     for name, r in summary["datasets"].items():
@@ -212,6 +227,17 @@ def markdown_table(summary: dict) -> str:
                      f"{r['random_baseline']:.3f} | {r['unparseable']} | {r['seconds_per_question']:.2f} |")
     if summary["mean_accuracy"] is not None and len(summary["datasets"]) > 2:
         lines.append(f"| mean of datasets | | {summary['mean_accuracy']:.3f} | | | | |")
+    return "\n".join(lines)
+
+
+def _loglik_table(summary: dict) -> str:
+    lines = ["| dataset | n | acc | 95% CI (Wilson) | acc_norm | 95% CI (Wilson) | random guess | s/question |",
+             "|---|---:|---:|---|---:|---|---:|---:|"]
+    for name, r in summary["datasets"].items():
+        label = "**all**" if name == "all" else name
+        lines.append(f"| {label} | {r['n']} | {r['accuracy']:.3f} | {r['ci95'][0]:.3f}–{r['ci95'][1]:.3f} | "
+                     f"{r['accuracy_norm']:.3f} | {r['ci95_norm'][0]:.3f}–{r['ci95_norm'][1]:.3f} | "
+                     f"{r['random_baseline']:.3f} | {r['seconds_per_question']:.3f} |")
     return "\n".join(lines)
 
 
@@ -229,12 +255,20 @@ class RunConfig:
     k: int
     index: str | None  # the index's home and manifest generation: a changed index retrieves differently
     settings: dict
+    scoring: str = "generate"  # or "loglik"
 
     @property
     def key(self) -> str:
         # The prompt for a fixed question is hashed too: a changed prompt format is a new configuration.
-        prompt = build_prompt(format_mcq("?", {"A": "a", "B": "b"}), [SourceText(1, "title", "text")])
-        text = json.dumps({**asdict(self), "prompt": prompt}, sort_keys=True)
+        fields, sources = asdict(self), [SourceText(1, "title", "text")]
+        if self.scoring == "generate":
+            del fields["scoring"]  # so the keys of runs made before log-likelihood scoring stay valid
+            prompt = build_prompt(format_mcq("?", {"A": "a", "B": "b"}), sources)
+        else:
+            from assistant.loglik import continuation, loglik_prompt
+
+            prompt = loglik_prompt("?", {"A": "a", "B": "b"}, sources) + continuation("a")
+        text = json.dumps({**fields, "prompt": prompt}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -277,6 +311,50 @@ def complete(backend, prompts: list[str], settings: GenerationSettings, stop: li
     return ["".join(backend.generate(prompt, settings, stop=stop)) for prompt in prompts]
 
 
+def retrieve_sources(item: MCQItem, kb, k: int) -> tuple[list | None, list[str]]:
+    """The numbered sources for a question's prompt (None without retrieval) and their chunk ids. The search is
+    for the question only, never the options, as MIRAGE retrieves."""
+    from assistant.agent import source_text
+
+    passages = kb.search(item.question, k=k) if kb is not None else []
+    sources = [source_text(n, p.chunk.title, p.chunk.section, p.chunk.text) for n, p in enumerate(passages, start=1)]
+    return sources or None, [p.chunk.chunk_id for p in passages]
+
+
+def ask_loglik(items: list[MCQItem], backend, kb=None, k: int = 5, batch_size: int = 8) -> Iterator[list[dict]]:
+    """Score every option of `batch_size` questions at a time by log-likelihood, yielding each batch's records."""
+    from assistant.loglik import continuation, loglik_prompt, option_logliks
+
+    if not (hasattr(backend, "model") and hasattr(backend, "tokenizer")):
+        raise EvalError(f"--scoring loglik needs the model's token probabilities: use the transformers backend, "
+                        f"not {backend.name}")
+    for start in range(0, len(items), batch_size):
+        batch, began = items[start:start + batch_size], time.perf_counter()
+        requests, retrieved = [], []
+        for item in batch:
+            sources, chunk_ids = retrieve_sources(item, kb, k)
+            requests.append((loglik_prompt(item.question, item.options, sources),
+                             [continuation(text) for text in item.options.values()]))
+            retrieved.append(chunk_ids)
+        logliks = option_logliks(backend.model, backend.tokenizer, requests)
+        seconds = (time.perf_counter() - began) / len(batch)
+        yield [score_loglik({"dataset": item.dataset, "id": item.id, "gold": item.answer,
+                             "n_options": len(item.options), "logliks": [round(x, 5) for x in values],
+                             "retrieved": chunk_ids, "seconds": round(seconds, 3)}, item)
+               for item, values, chunk_ids in zip(batch, logliks, retrieved)]
+
+
+def score_loglik(record: dict, item: MCQItem) -> dict:
+    """The record with the options chosen by raw (`predicted`) and per-character (`predicted_norm`)
+    log-likelihood; the lengths are the options' as scored (stripped), lm-eval's `len(choice)`."""
+    from assistant.loglik import pick
+
+    letters = list(item.options)
+    raw, norm = pick(record["logliks"], [len(text.strip()) for text in item.options.values()])
+    return {**record, "predicted": letters[raw], "correct": letters[raw] == item.answer,
+            "predicted_norm": letters[norm], "correct_norm": letters[norm] == item.answer}
+
+
 def ask_mcq(items: list[MCQItem], backend, settings: GenerationSettings, kb=None, k: int = 5,
             batch_size: int = 8) -> Iterator[list[dict]]:
     """Ask the questions, `batch_size` at a time, yielding each batch's records.
@@ -284,18 +362,14 @@ def ask_mcq(items: list[MCQItem], backend, settings: GenerationSettings, kb=None
     Generation takes two steps, as in the agent (`GenerationSettings.phases`): reasoning within its budget
     (none when max_think_tokens is 0), then the answer after a closed <think>.
     """
-    from assistant.agent import source_text
-
     thinking, answering = settings.phases()
     for start in range(0, len(items), batch_size):
         batch, began = items[start:start + batch_size], time.perf_counter()
         prompts, retrieved = [], []
         for item in batch:
-            passages = kb.search(item.question, k=k) if kb is not None else []  # the question only, as MIRAGE
-            sources = [source_text(n, p.chunk.title, p.chunk.section, p.chunk.text)
-                       for n, p in enumerate(passages, start=1)]
-            prompts.append(build_prompt(format_mcq(item.question, item.options), sources or None))
-            retrieved.append([p.chunk.chunk_id for p in passages])
+            sources, chunk_ids = retrieve_sources(item, kb, k)
+            prompts.append(build_prompt(format_mcq(item.question, item.options), sources))
+            retrieved.append(chunk_ids)
         reasonings = [""] * len(batch)
         if settings.max_think_tokens > 0:
             reasonings = [split_reasoning(text)[0] for text in complete(backend, prompts, thinking, [THINK_CLOSE])]
@@ -337,13 +411,16 @@ def run_mcq(items: list[MCQItem], backend, settings: GenerationSettings, out: Pa
         on_progress(len(items) - len(todo), len(items))
     if kb is not None and config.use_rag and todo:
         kb.search(todo[0].question, k=config.k)  # opening the index and loading BM25 is not question time
-    for records in ask_mcq(todo, backend, settings, kb=kb if config.use_rag else None, k=config.k,
-                           batch_size=batch_size):
+    kb = kb if config.use_rag else None
+    loglik = config.scoring == "loglik"
+    batches = ask_loglik(todo, backend, kb, config.k, batch_size) if loglik else \
+        ask_mcq(todo, backend, settings, kb=kb, k=config.k, batch_size=batch_size)
+    for records in batches:
         log.append(records)
         done.update({(r["dataset"], r["id"]): r for r in records})
         if on_progress:
             on_progress(sum((i.dataset, i.id) in done for i in items), len(items))
-    records = [score(done[(item.dataset, item.id)], item) for item in items]
+    records = [(score_loglik if loglik else score)(done[(item.dataset, item.id)], item) for item in items]
     summary = {"config": {"key": config.key, **asdict(config)}, "items": len(items), "resumed": len(items) - len(todo),
                **summarize(records)}
     folder = Path(out)

@@ -9,9 +9,13 @@ batched greedy generation, letter reading, Wilson intervals and resumable answer
     # 1. CPU, with an index built by `medassist eval build-index` (question only, k=5, as MIRAGE)
     python benchmarks/eval_gpu.py --retrieve --index-home ~/eval-index --out .gpu/retrieved.jsonl.gz \
         --data ../shared/data/mirage_benchmark.jsonl ../shared/data/medqa_usmle_4opt_test.jsonl
-    # 2. GPU: the four configurations on every question of each file
-    python benchmarks/eval_gpu.py --model /root/gemma-3-270m --adapter /root/adapter \
+    # 2. GPU: base and each adapter, without and with retrieval, on every question of each file
+    python benchmarks/eval_gpu.py --model /root/gemma-3-270m --adapter tuned=/root/adapter \
         --retrieved .gpu/retrieved.jsonl.gz --data mirage_benchmark.jsonl medqa_usmle_4opt_test.jsonl --out $OUT
+    # the same scored by log-likelihood (assistant/loglik.py) instead of reading a generated letter
+    ... --scoring loglik --adapter tuned=/root/adapter --adapter reader=assistant/adapters/gemma3-270m-reader
+
+The GPU figures of docs/benchmarks.md come from the second step; with --limit it also runs on a CPU.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, replace
@@ -64,32 +69,50 @@ def evaluate(args) -> None:
     from assistant.backends.base import GenerationSettings
     from assistant.backends.transformers_backend import TransformersBackend
 
-    saved = SavedSearch(Path(args.retrieved))
+    modes = {"both": (False, True), "off": (False,), "only": (True,)}[args.retrieval]
+    saved = SavedSearch(Path(args.retrieved)) if True in modes else None
     # The CPU runs' settings (issue 6 table): greedy, no reasoning step, a 32-token answer.
     settings = replace(GenerationSettings(), temperature=0.0, max_think_tokens=args.think_tokens,
                        max_new_tokens=args.max_new_tokens)
+    loglik = args.scoring == "loglik"
     files = {Path(path).stem: sample_items(load_mcq(path), args.limit) for path in args.data}
+    adapters = [(None, None)] + [tuple(a.split("=", 1)) if "=" in a else ("tuned", a) for a in args.adapter]
+    results = Path(args.out, "eval_gpu_loglik.json" if loglik else "eval_gpu.json")
     summaries = []
-    for adapter in [None, args.adapter] if args.adapter else [None]:
+    for name, adapter in adapters:
         started = time.perf_counter()
         backend = TransformersBackend(model=args.model, adapter=adapter, home=args.home)
         print(f"loaded {args.model} adapter={adapter} in {time.perf_counter() - started:.1f} s", flush=True)
-        for use_rag in (False, True):
+        for use_rag in modes:
             run = RunConfig(model=backend.model_name, backend=backend.name, adapter=adapter, use_rag=use_rag, k=5,
-                            index=saved.version if use_rag else None, settings=asdict(settings))
-            for name, items in files.items():
+                            index=saved.version if use_rag else None, settings={} if loglik else asdict(settings),
+                            scoring=args.scoring)
+            for file, items in files.items():
                 started = time.perf_counter()
                 summary = run_mcq(items, backend, settings, Path(args.out), run, kb=saved if use_rag else None,
                                   batch_size=args.batch_size)
                 wall = time.perf_counter() - started
-                summary.update(file=name, wall_s=round(wall, 1), label=f"{'tuned' if adapter else 'base'}"
-                               f"{' + retrieval' if use_rag else ''}")
+                summary.update(file=file, wall_s=round(wall, 1), label=f"{name or 'base'}"
+                               f"{' + retrieval' if use_rag else ''}", machine=machine())
                 summaries.append(summary)
-                print(f"{summary['label']:<18} {name:<26} {len(items)} questions in {wall:.0f} s, accuracy "
-                      f"{summary['datasets']['all']['accuracy']:.3f}", flush=True)
+                every = summary["datasets"]["all"]
+                print(f"{summary['label']:<20} {file:<26} {len(items)} questions in {wall:.0f} s, accuracy "
+                      f"{every['accuracy']:.3f}" + (f", acc_norm {every['accuracy_norm']:.3f}" if loglik else ""),
+                      flush=True)
                 # after each run, so a run cut off by a time limit keeps what it finished
-                Path(args.out, "eval_gpu.json").write_text(json.dumps(summaries, indent=1) + "\n", encoding="utf-8")
+                results.write_text(json.dumps(summaries, indent=1) + "\n", encoding="utf-8")
         del backend
+
+
+def machine() -> dict:
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{os.cpu_count()}",
+            "torch": torch.__version__}
 
 
 def main() -> None:
@@ -99,8 +122,13 @@ def main() -> None:
     parser.add_argument("--index-home", help="step 1: the eval index's home")
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--retrieved", help="step 2: the passages saved by step 1")
+    parser.add_argument("--retrieval", choices=["both", "off", "only"], default="both",
+                        help="step 2: without and with the saved passages, or one of the two")
     parser.add_argument("--model", help="step 2: model folder")
-    parser.add_argument("--adapter", help="step 2: PEFT adapter folder")
+    parser.add_argument("--adapter", action="append", default=[],
+                        help="step 2: PEFT adapter folder, as NAME=FOLDER to label it; repeat for several")
+    parser.add_argument("--scoring", choices=["generate", "loglik"], default="generate",
+                        help="step 2: read a generated letter, or choose the most likely option")
     parser.add_argument("--home", default="/tmp/medassist-home", help="step 2: home for the backend")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--think-tokens", type=int, default=0)

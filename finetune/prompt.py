@@ -40,6 +40,8 @@ SOURCES_RULES = (
 )
 # No example letter: a small model that parrots the instruction would be scored as choosing it.
 MCQ_RULES = 'Choose the one best option and end your response with "Answer:" followed by its letter.'
+# For scoring by log-likelihood, where the option's text (not its letter) is scored after "Answer:".
+MCQ_TEXT_RULES = 'Choose the one best option and end your response with "Answer:" followed by that option.'
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
@@ -62,11 +64,11 @@ def build_prompt(question: str, sources: list[SourceText] | None = None) -> str:
     return "\n".join(parts)
 
 
-def format_mcq(question: str, options: dict[str, str]) -> str:
+def format_mcq(question: str, options: dict[str, str], rules: str = MCQ_RULES) -> str:
     """A multiple-choice question as the model reads it (the `question` of `build_prompt`): the stem, the
-    lettered options, and how to give the answer so that its letter can be read back."""
+    lettered options, and how to give the answer (by default so that its letter can be read back)."""
     listed = [f"{letter}. {text.strip()}" for letter, text in options.items()]
-    return "\n".join([question.strip(), "", "Options:", *listed, "", MCQ_RULES])
+    return "\n".join([question.strip(), "", "Options:", *listed, "", rules])
 
 
 def close_reasoning(prompt: str, reasoning: str) -> str:

@@ -64,6 +64,9 @@ def _progress(description: str):
 @click.option("--limit", type=click.IntRange(1),
               help="Only the first N of the seeded order (spread evenly across datasets).")
 @click.option("--seed", default=0, show_default=True, help="Shuffles each dataset for --limit.")
+@click.option("--scoring", type=click.Choice(["generate", "loglik"]), default="generate", show_default=True,
+              help="generate: read the letter the model writes; loglik: choose the option the model finds most "
+                   "likely (transformers backend; reports acc and acc_norm, as lm-evaluation-harness).")
 @click.option("--no-rag", is_flag=True, help="Model only: no retrieved passages in the prompt.")
 @click.option("-k", "k", type=click.IntRange(1, 50), help="Passages retrieved per question (default: config k, 5).")
 @click.option("--index-home", type=click.Path(exists=True, file_okay=False),
@@ -73,7 +76,7 @@ def _progress(description: str):
 @click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader': the packaged grounded reader.")
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
-              help="Questions generated together (transformers; other backends answer one at a time).")
+              help="Questions generated or scored together (transformers; other backends answer one at a time).")
 @click.option("--think-tokens", type=click.IntRange(0),
               help="Reasoning budget; 0 answers at once (default: config, 160).")
 @click.option("--max-new-tokens", type=click.IntRange(1),
@@ -82,7 +85,7 @@ def _progress(description: str):
               help="Answers and summaries folder (default: HOME/evals).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
-def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model, adapter, base_url, batch_size,
+def mcq(obj, data, datasets, limit, seed, scoring, no_rag, k, index_home, backend, model, adapter, base_url, batch_size,
         think_tokens, max_new_tokens, out_dir, as_json):
     """Multiple-choice accuracy per dataset, with 95% Wilson intervals and the random-guess baseline.
 
@@ -91,6 +94,10 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
     after a crash or Ctrl-C and only the unanswered questions are asked. --limit N takes the first N
     of a fixed order: each dataset shuffled with --seed, then the datasets taken in turn, so N=100
     on MIRAGE's five sets asks 20 of each, and N=200 includes those 100.
+
+    --scoring loglik generates nothing: each option's text is scored after the prompt (the options listed,
+    then "Answer:"), and the summary gives acc (the largest summed log-probability) and acc_norm (the largest
+    per character, so long options are not penalised for their length), as lm-evaluation-harness does.
     """
     from assistant.config import ADAPTERS
     from assistant.evaluation import EvalError, RunConfig, load_mcq, markdown_table, run_mcq, sample_items
@@ -102,6 +109,11 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
     budgets = dict(max_think_tokens=think_tokens, max_new_tokens=max_new_tokens)
     settings = replace(settings, **{key: value for key, value in budgets.items() if value is not None})
     items = sample_items(load_mcq(data), limit, seed, datasets)
+    from assistant.backends.base import ALIASES
+
+    if scoring == "loglik" and ALIASES.get(config.backend, config.backend) != "transformers":
+        raise EvalError(f"--scoring loglik needs the model's token probabilities: use --backend transformers, "
+                        f"not {config.backend}")
 
     kb = None
     if not no_rag:
@@ -117,11 +129,11 @@ def mcq(obj, data, datasets, limit, seed, no_rag, k, index_home, backend, model,
                     adapter=str(Path(ADAPTERS.get(config.adapter, config.adapter)).resolve()) if config.adapter else None,
                     use_rag=kb is not None,
                     k=config.k, index=f"{kb.home.resolve()}@{kb.manifest.generation}" if kb else None,
-                    settings=asdict(settings))
+                    settings=asdict(settings) if scoring == "generate" else {}, scoring=scoring)
     folder = Path(out_dir) if out_dir else config.home / "evals"
     err.print(f"{len(items)} questions · {'retrieval k=' + str(config.k) if kb else 'no retrieval'} · "
               f"configuration {run.key} · answers in {folder / 'answers.jsonl'}", markup=False)
-    progress, update = _progress("answering")
+    progress, update = _progress("answering" if scoring == "generate" else "scoring options")
     with progress:
         summary = run_mcq(items, model_backend, settings, folder, run, kb=kb, batch_size=batch_size,
                           on_progress=update)
