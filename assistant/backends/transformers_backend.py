@@ -50,11 +50,11 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model: str | None = None, adapter: str | None = None, home: Path | str | None = None,
-                 on_status: Status | None = None, **_ignored):
-        import torch
+                 on_status: Status | None = None, compute_dtype: str | None = None, **_ignored):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from assistant.config import default_home
+        from index.compute import choose_compute
 
         home = Path(home) if home else default_home()  # never the working directory: that may be a checkout
         location = resolve_model(model, home, on_status)
@@ -64,10 +64,13 @@ class TransformersBackend:
         say(on_status, f"Loading {self.model_name}")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(location)
-            # float32 on CPU: bf16 matmuls are slower than fp32 on most CPUs without AMX
-            dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
-            self.model.to("cuda" if torch.cuda.is_available() else "cpu")
+            # The embedder's choice too (index/compute.py): bf16 on a CPU with bf16 matrix units. One dtype for both
+            # phases: measured on Gemma-3-270M (2 cores with AMX, 1,000-token prompt, docs/benchmarks.md) bf16 was
+            # faster in prefill (2x) and no slower in decode; fp32 weights with bf16 autocast for the prefill alone
+            # were slower in prefill than bf16 (every forward re-casts the weights) and no faster in decode.
+            self.compute = choose_compute(compute_dtype)
+            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=self.compute.torch_dtype)
+            self.model.to(self.compute.device)
         except (OSError, ValueError) as exc:  # ValueError: a folder that is not a model transformers knows
             raise BackendError(f"cannot load model {location}: {one_line(exc)}") from None
         if adapter:

@@ -72,3 +72,14 @@ def test_bf16_embeddings_of_medical_text_point_where_fp32_ones_do():
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert len(texts) >= 30 and cosine.min() >= 0.99
     assert not np.allclose(fp32, bf16, atol=1e-6)  # it really ran in bf16
+
+
+def test_the_transformers_backend_loads_the_model_in_the_chosen_dtype_and_still_generates(tiny_model, tmp_path):
+    import torch
+
+    from assistant.backends import GenerationSettings, load_backend
+
+    for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        backend = load_backend("transformers", model=str(tiny_model), home=tmp_path, compute_dtype=dtype)
+        assert backend.compute.dtype == dtype and next(backend.model.parameters()).dtype == expected
+        assert "".join(backend.generate("hello", GenerationSettings(max_new_tokens=4))) is not None
