@@ -33,15 +33,20 @@ class RankFusionRetriever(QueryFusionRetriever):
         return [hits_by_id[node_id] for node_id in ranked]
 
 
-class PositiveScoreRetriever(BaseRetriever):
-    """BM25 pads its top-k with zero-score chunks (no term shared with the query): drop those."""
+class SparseIdRetriever(BaseRetriever):
+    """BM25 candidates (index.sparse.SparseIndex) as ids and scores only, among the chunks `mask` keeps; like
+    DenseIdRetriever, their text comes from the manifest. Chunks that share no word with the query (score 0)
+    are never candidates."""
 
-    def __init__(self, inner: BaseRetriever):
+    def __init__(self, index, keep: int, mask):
         super().__init__()
-        self.inner = inner
+        self.index, self.keep, self.mask = index, keep, mask
 
     def _retrieve(self, query_bundle):
-        return [hit for hit in self.inner.retrieve(query_bundle) if (hit.score or 0.0) > 0.0]
+        from llama_index.core.schema import NodeWithScore, TextNode
+
+        return [NodeWithScore(node=TextNode(id_=chunk_id, text=""), score=score)
+                for chunk_id, score in self.index.search(query_bundle.query_str, self.keep, self.mask)]
 
 
 class ReadyOnlyRetriever(BaseRetriever):

@@ -4,7 +4,7 @@ All-or-nothing ingest, in four committed steps (the manifest is the source of tr
   1. the manifest records the new document and its chunks as `pending`;
   2. the chunks are embedded and added to Chroma;
   3. one manifest transaction makes the document `ready` and marks the one it replaces `removing`;
-  4. the replaced document's chunks leave Chroma and the manifest; BM25 is rebuilt once per batch.
+  4. the replaced document's chunks leave Chroma and the manifest; BM25 catches up once per batch (index/sparse.py).
 If the process dies anywhere, whoever next takes the home's write lock deletes what `pending` documents
 left in Chroma, finishes `removing` ones, and rebuilds a stale BM25 index (`_catch_up`).
 llama-index's docstore de-duplication is not used: it cannot make a change atomic across the three stores.
@@ -137,7 +137,7 @@ class KnowledgeBase:
         # generation our Chroma client has seen everything up to; `_lock` lets one thread at a time swap them.
         self._lock = threading.RLock()
         self._collection = self._vector_store_ = self._retriever = self._retriever_key = self._view = None
-        self._bm25: tuple[int | None, object] | None = None  # (generation, BM25Retriever) last loaded
+        self._bm25: tuple[int | None, object] | None = None  # (generation, sparse.SparseIndex) last loaded
         self.on_wait: Callable[[], None] | None = None  # called when a write must wait for another process's
 
     # --- the stores, opened on first use and refreshed after another process's writes ----------
@@ -173,8 +173,8 @@ class KnowledgeBase:
             generation, bm25_generation = self.manifest.generation, sparse.current_generation(self.bm25_dir)
             key = (generation, bm25_generation, id(self.collection))
             if key != self._retriever_key:
-                if self._bm25 is None or self._bm25[0] != bm25_generation:
-                    self._bm25 = (bm25_generation, sparse.load(self.bm25_dir))
+                if self._bm25 is None or self._bm25[0] != bm25_generation:  # the base is reused when unchanged
+                    self._bm25 = (bm25_generation, sparse.load(self.bm25_dir, previous=self._bm25 and self._bm25[1]))
                 self._retriever = Retriever(self.collection, self.embedder, self._bm25[1], rrf_k=self.rrf_k,
                                             chunk_routes=self.manifest.chunk_routes(),
                                             ready=self.manifest.ready_chunks_by_id)
@@ -229,9 +229,11 @@ class KnowledgeBase:
         manifest_ids = {c.chunk_id for c in self.manifest.ready_chunks()}
         chroma_ids = set(self.collection.get(include=[])["ids"])
         bm25 = sparse.load(self.bm25_dir)
-        bm25_ids = {row["node_id"] for row in bm25.corpus} if bm25 else set()
-        return {"manifest": len(manifest_ids), "chroma": len(chroma_ids), "bm25": len(bm25_ids),
-                "consistent": manifest_ids == chroma_ids == bm25_ids}
+        bm25_ids = set(bm25.node_ids) if bm25 else set()
+        # BM25's base may hold removed chunks until it is rebuilt (index/sparse.py); searches mask them out.
+        return {"manifest": len(manifest_ids), "chroma": len(chroma_ids), "bm25": len(bm25_ids & manifest_ids),
+                "bm25_removed_until_rebuild": len(bm25_ids - manifest_ids),
+                "consistent": manifest_ids == chroma_ids and manifest_ids <= bm25_ids}
 
     # --- writing ------------------------------------------------------------------------------
     def recover(self) -> None:
@@ -348,7 +350,18 @@ class KnowledgeBase:
         self.manifest.delete(doc_id)
 
     def _sync_bm25(self) -> None:
+        """Bring BM25 to the manifest's generation: a delta of the ready chunks the base lacks, or a new base once
+        those and the removed ones pass sparse.DELTA_SHARE of it (index/sparse.py says why)."""
         generation = self.manifest.generation
         if sparse.current_generation(self.bm25_dir) == generation:
             return
+        in_base = sparse.base_ids(self.bm25_dir)
+        if in_base is not None and len(in_base) >= sparse.MIN_BASE:
+            ready = set(self.manifest.chunk_routes())
+            new, removed = sorted(ready - in_base), in_base - ready
+            if len(new) + len(removed) <= sparse.DELTA_SHARE * len(in_base):
+                chunks = [chunk for start in range(0, len(new), 5000)  # SQLite caps the parameters of one query
+                          for chunk in self.manifest.ready_chunks_by_id(new[start:start + 5000]).values()]
+                sparse.build_delta(self.bm25_dir, [chunk_to_node(c) for c in chunks], generation)
+                return
         sparse.build(self.bm25_dir, [chunk_to_node(c) for c in self.manifest.ready_chunks()], generation)

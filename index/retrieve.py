@@ -110,30 +110,22 @@ class Retriever:
         stop words out, stemmed): {"impetigo": 0, "apixaban": 12}. A typo or an uncovered topic gets 0."""
         if self.bm25 is None:
             return {}
-        import bm25s
-
-        stems = bm25s.tokenize(text, stopwords="en", stemmer=self.bm25.stemmer, return_ids=False,
-                               show_progress=False)[0]
-        return {stem: self._frequency(stem) for stem in stems}
+        return {stem: self.bm25.frequency(stem) for stem in self.bm25.tokens(text)}
 
     def near(self, stem: str) -> tuple[str, int] | None:
         """The indexed word closest to an unknown `stem`, with its frequency, when `stem` reads as a typo of it
         ("opiod" -> "opioid")."""
         import difflib
 
-        vocab = self.bm25.bm25.vocab_dict if self.bm25 is not None else {}
-        close = difflib.get_close_matches(stem, vocab.keys(), n=3, cutoff=0.8) if len(stem) >= 5 else []
+        vocab = self.bm25.vocab if self.bm25 is not None else []
+        close = difflib.get_close_matches(stem, vocab, n=3, cutoff=0.8) if len(stem) >= 5 else []
         # A typo is one slip (two in a long word); a near ratio alone maps "toddler" to "toler" (tolerance).
         close = [word for word in close if _edits(stem, word) <= (1 if len(stem) < 8 else 2)]
-        return (close[0], self._frequency(close[0])) if close else None
+        return (close[0], self.bm25.frequency(close[0])) if close else None
 
     @property
     def chunk_count(self) -> int:
-        return int(self.bm25.bm25.scores["num_docs"]) if self.bm25 is not None else 0
-
-    def _frequency(self, stem: str) -> int:
-        vocab, indptr = self.bm25.bm25.vocab_dict, self.bm25.bm25.scores["indptr"]
-        return int(indptr[vocab[stem] + 1] - indptr[vocab[stem]]) if stem in vocab else 0
+        return self.bm25.num_docs if self.bm25 is not None else 0
 
     def _dense(self, route: str | None):
         from index.fusion import DenseIdRetriever
@@ -146,22 +138,18 @@ class Retriever:
         return DenseIdRetriever(self.collection, self.candidates, route, self.chunk_routes, fetches)
 
     def _sparse(self, route: str | None):
-        """A BM25 retriever for `route`, cached: building its filter mask walks the whole corpus."""
+        """A BM25 retriever for `route`, cached: building its mask walks the whole corpus. The mask keeps the
+        ready chunks (of the route): the base index may still hold removed ones (index/sparse.py), which would
+        otherwise take candidates' places before ReadyOnlyRetriever drops them."""
         if self.bm25 is None:
             return None
         if route not in self._sparse_by_route:
-            from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
-            from llama_index.retrievers.bm25 import BM25Retriever
+            from index.fusion import SparseIdRetriever
 
-            from index.fusion import PositiveScoreRetriever
-
-            filters = MetadataFilters(filters=[MetadataFilter(key=f"route_{route}", value=1)]) if route else None
-            try:
-                retriever = BM25Retriever(existing_bm25=self.bm25.bm25, stemmer=self.bm25.stemmer,
-                                          similarity_top_k=self.candidates, filters=filters)
-            except ValueError:  # no chunk carries this route
-                retriever = None
-            self._sparse_by_route[route] = retriever and PositiveScoreRetriever(retriever)
+            routes = self.chunk_routes
+            mask = self.bm25.mask(lambda row: route in routes.get(row["node_id"], ()) if route
+                                  else row["node_id"] in routes)
+            self._sparse_by_route[route] = SparseIdRetriever(self.bm25, self.candidates, mask) if mask.any() else None
         return self._sparse_by_route[route]
 
 
