@@ -40,6 +40,22 @@ ABBREVIATIONS = {
     "TFTs": "thyroid function tests", "TIA": "transient ischaemic attack", "Tx": "treatment",
     "U&E": "urea and electrolytes", "U&Es": "urea and electrolytes", "UTI": "urinary tract infection",
     "VTE": "venous thromboembolism",
+    # More common shorthand of wards and clinics (each unambiguous in a clinical question).
+    "A&E": "emergency department", "ARB": "angiotensin receptor blocker", "ARNI": "sacubitril-valsartan",
+    "CABG": "coronary artery bypass graft", "DOAC": "direct oral anticoagulant", "DAPT": "dual antiplatelet therapy",
+    "eGFR": "estimated glomerular filtration rate",
+    "GCS": "Glasgow Coma Scale", "GTN": "glyceryl trinitrate", "Hb": "haemoglobin", "HbA1c": "glycated haemoglobin",
+    "HHS": "hyperosmolar hyperglycaemic state", "IBD": "inflammatory bowel disease", "IBS": "irritable bowel syndrome",
+    "ICU": "intensive care", "ITU": "intensive care", "LMP": "last menstrual period", "LP": "lumbar puncture",
+    "LTOT": "long-term oxygen therapy", "MTX": "methotrexate", "NOAC": "direct oral anticoagulant",
+    "NSAID": "non-steroidal anti-inflammatory drug", "NSAIDs": "non-steroidal anti-inflammatory drugs",
+    "NSTEMI": "non-ST-elevation myocardial infarction", "OSA": "obstructive sleep apnoea",
+    "PCI": "percutaneous coronary intervention", "PEF": "peak expiratory flow", "PEFR": "peak expiratory flow",
+    "QDS": "four times daily", "SSRI": "selective serotonin reuptake inhibitor",
+    "SSRIs": "selective serotonin reuptake inhibitors", "STEMI": "ST-elevation myocardial infarction",
+    "T1DM": "type 1 diabetes", "TDS": "three times daily", "TSH": "thyroid-stimulating hormone",
+    "VF": "ventricular fibrillation", "VT": "ventricular tachycardia", "WCC": "white cell count",
+    "nebs": "nebulised bronchodilators", "obs": "observations",
 }
 # Capitals must match ("PE" is pulmonary embolism, "pe" nothing); shorthand listed in lower case matches in
 # any case ("Pred", "Post-BD").
@@ -49,11 +65,12 @@ _PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in sorted(ABB
                       + r"|(?i:" + "|".join(re.escape(a) for a in sorted(_LOWER, key=len, reverse=True)) + r"))(?![\w-])")
 
 
-def expand(question: str, spoken=lambda short: False) -> str:
+def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -> str:
     """The question with each known abbreviation followed by its meaning, once: "DCCV (electrical
     cardioversion)". Not when the meaning is already spelled out, nor when `spoken(short)` says the indexed notes
     use the abbreviation themselves: spelling out "DVT" in "target INR for a first DVT on warfarin" pulled the
-    search toward the DVT diagnosis note and away from warfarin's."""
+    search toward the DVT diagnosis note and away from warfarin's. `keep_short=False` puts the meaning in the
+    abbreviation's place ("When do liver function tests need checking?"): the question in the notes' words."""
     lowered, seen = question.lower(), set()
 
     def spell(match: re.Match) -> str:
@@ -62,6 +79,6 @@ def expand(question: str, spoken=lambda short: False) -> str:
         if short in seen or meaning.lower() in lowered or spoken(short):
             return short
         seen.add(short)
-        return f"{short} ({meaning})"
+        return f"{short} ({meaning})" if keep_short else meaning
 
     return _PATTERN.sub(spell, question)

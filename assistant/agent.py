@@ -130,7 +130,10 @@ class Agent:
                                          None if p.dense_score is None else round(p.dense_score, 4))
                                 for n, p in enumerate(passages, start=1)]
             best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
-            words = self._question_words(question)
+            # The question's own words, an abbreviation spelled out replaced by its meaning: "LFTs" is in no note,
+            # "liver function tests" is, so it is no word that no indexed chunk holds (see _uncovered).
+            words = self._question_words(question if searched == question
+                                         else expand(question, self._spoken, keep_short=False))
             rare = self._rare(words if searched == question else self._question_words(searched))
             t = time.perf_counter()
             quotes = self._read(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []

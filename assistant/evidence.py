@@ -74,7 +74,10 @@ _WORD = re.compile(r"[a-z0-9]+")
 STOP_WORDS = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
 where why how do does did should would could can may might i we you he she it they my our your his her its their
 me us them this that these those there here at by from as about into than then so if not no yes any some all
-very much many please tell give me patient patients someone person people""".split())
+very much many please tell give me patient patients someone person people
+today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks""".split())
+# (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
+# is read as a topic the notes do not cover: "started on fluoxetine today" was refused for "today")
 # ("more" and "less" are kept: "more severe depression" must not read as "less severe depression")
 _RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
 _LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
@@ -201,6 +204,11 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         item = bool(_LIST_MARK.match(line))
         if not item or indent <= lead_indent:
             lead = None
+        if (not item and not line.startswith("#") and _opens_list(lines, i)
+                and not line.rstrip("*_ ").endswith((".", "!", "?", ":"))):
+            # "**If the person is unconscious**" over a list is its lead-in as much as "If unconscious:" is: the
+            # items ("Give glucagon 1 mg IM") are what to do in that case, and the heading alone says nothing.
+            line = line.strip("*_ ") + ":"
         sentences = split_sentences(line)
         label = _LABEL.match(line)
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
@@ -217,6 +225,12 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             lead, lead_indent, in_items = sentences.pop(), indent if item else -1, False
         found += [(s, " ".join(sentences[:i])) for i, s in enumerate(sentences)]
     return [Unit(n, s, heading, context, title) for s, context in found if len(s.split()) >= MIN_WORDS]
+
+
+def _opens_list(lines: list[str], i: int) -> bool:
+    """Whether the first non-blank line after line i is a list item."""
+    following = next((line.strip() for line in lines[i + 1:] if line.strip()), "")
+    return bool(_LIST_MARK.match(following))
 
 
 def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:

@@ -129,6 +129,12 @@ def test_a_list_lead_in_is_quoted_only_in_front_of_its_items():
         "Consider admission when any of the following is present: new confusion or drowsiness.",
         "0 or 1 — Place of care: at home"]  # the blank line ended the list: the table is not its item
     assert "Otherwise treat at home. Review in 48 hours." in quoted  # a short sentence goes with the next
+    bold = ("**If the person is unconscious or cannot swallow**\n- Nothing by mouth.\n- Give glucagon 1 mg IM.\n\n"
+            "**Kidney and liver.** Reduce the dose.\n- Halve it below eGFR 30.")
+    assert [u.text for u in units(1, "Insulin", "Hypoglycaemia", bold)] == [
+        "If the person is unconscious or cannot swallow: Nothing by mouth.",  # the heading alone says nothing
+        "If the person is unconscious or cannot swallow: Give glucagon 1 mg IM.",
+        "Kidney and liver. Reduce the dose.", "Halve it below eGFR 30."]  # a sentence is no lead-in
     nested = "- Chest X-ray to confirm it.\n- For moderate or high severity:\n  - blood and sputum cultures;\n" \
              "  - urinary antigen tests.\n- Give antibiotics within 4 hours."
     assert [u.text for u in units(1, "Pneumonia", "Tests", nested)] == [
@@ -293,6 +299,13 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     answer = starter_agent.ask("AF for ~4 days, stable, planned DCCV. How long anticoagulated beforehand?")
     assert "at least 3 weeks of therapeutic anticoagulation" in answer.answer, answer.answer
     assert titles_quoted(answer) == {"Atrial fibrillation in adults — treatment"}
+    # A word no note holds reads as a topic the notes do not cover; "LTOT" is long-term oxygen therapy, which they
+    # do, and "today" is no topic at all. Both questions were refused.
+    assert expand("Pt on LTOT?", keep_short=False) == "patient on long-term oxygen therapy?"
+    answer = starter_agent.ask("Pt on LTOT: what are the criteria?")
+    assert "7.3 kPa" in answer.answer, answer.answer
+    answer = starter_agent.ask("Started sertraline today - when is the first review?")
+    assert "within 2 weeks" in answer.answer, answer.answer
 
 
 def test_a_drug_class_speaks_for_its_members_and_siblings_stay_apart(starter_agent):
