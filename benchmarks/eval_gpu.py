@@ -40,16 +40,28 @@ def retrieve(args) -> None:
     from assistant.config import load_config
 
     kb = load_config(args.index_home).knowledge_base()
-    questions = sorted({item.question for path in args.data for item in load_mcq(path)})
-    started = time.perf_counter()
+    items = [item for path in args.data for item in load_mcq(path)]
+    # MedMCQA last: the largest set, so a run stopped by --seconds keeps every other set whole
+    questions = list(dict.fromkeys(item.question for item in sorted(items, key=lambda i: i.dataset == "medmcqa")))
+    # The questions are embedded a batch at a time: one query at a time, a busy CPU spends seconds on each.
+    vectors: dict[str, list[float]] = {}
+    one_at_a_time = kb.embedder.embed_query
+    kb.embedder.embed_query = lambda query: vectors[query] if query in vectors else one_at_a_time(query)
+    started, done = time.perf_counter(), 0
     with gzip.open(args.out, "wt", encoding="utf-8") as handle:
-        for done, question in enumerate(questions, start=1):
-            passages = [{"chunk_id": p.chunk.chunk_id, "title": p.chunk.title, "section": p.chunk.section,
-                         "text": p.chunk.text} for p in kb.search(question, k=args.k)]
-            handle.write(json.dumps({"question": question, "passages": passages}) + "\n")
-            if done % 500 == 0:
-                print(f"{done}/{len(questions)} questions, {time.perf_counter() - started:.0f} s", flush=True)
-    print(f"wrote {args.out}: {len(questions)} questions, k={args.k}, index {kb.home}@{kb.manifest.generation}")
+        for start in range(0, len(questions), 256):
+            if args.seconds and time.perf_counter() - started > args.seconds:
+                break
+            batch = questions[start:start + 256]
+            vectors.update(zip(batch, kb.embedder.embed_queries(batch)))
+            for question in batch:
+                passages = [{"chunk_id": p.chunk.chunk_id, "title": p.chunk.title, "section": p.chunk.section,
+                             "text": p.chunk.text} for p in kb.search(question, k=args.k)]
+                handle.write(json.dumps({"question": question, "passages": passages}) + "\n")
+            done += len(batch)
+            print(f"{done}/{len(questions)} questions, {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"wrote {args.out}: {done} of {len(questions)} questions, k={args.k}, "
+          f"index {kb.home}@{kb.manifest.generation}")
 
 
 class SavedSearch:
@@ -88,6 +100,8 @@ def evaluate(args) -> None:
                             index=saved.version if use_rag else None, settings={} if loglik else asdict(settings),
                             scoring=args.scoring)
             for file, items in files.items():
+                if use_rag:  # the questions step 1 saved passages for (all, unless it was cut short by --seconds)
+                    items = [item for item in items if item.question in saved.by_question]
                 started = time.perf_counter()
                 summary = run_mcq(items, backend, settings, Path(args.out), run, kb=saved if use_rag else None,
                                   batch_size=args.batch_size)
@@ -121,6 +135,7 @@ def main() -> None:
     parser.add_argument("--retrieve", action="store_true", help="step 1: save the passages for every question")
     parser.add_argument("--index-home", help="step 1: the eval index's home")
     parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--seconds", type=float, help="step 1: stop after about this long (MedMCQA is left last)")
     parser.add_argument("--retrieved", help="step 2: the passages saved by step 1")
     parser.add_argument("--retrieval", choices=["both", "off", "only"], default="both",
                         help="step 2: without and with the saved passages, or one of the two")

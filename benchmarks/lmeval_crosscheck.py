@@ -87,7 +87,13 @@ def run_ours(model: str, data: Path, folder: Path, batch_size: int, dtype: str) 
 
     started = time.perf_counter()
     backend = TransformersBackend(model=model, home=folder / "home")
-    backend.model.to(getattr(torch, dtype_name(dtype)))
+    if backend.model.dtype != getattr(torch, dtype_name(dtype)):
+        from transformers import AutoModelForCausalLM
+
+        # Loaded again in that dtype rather than cast: Gemma's embedding scale is a buffer made in the load
+        # dtype, and a bf16-made sqrt(640) cast to float32 is 25.25, not 25.298 (lm-eval loads in float32).
+        backend.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype_name(dtype))).to(
+            backend.model.device).eval()
     items = load_mcq(data)
     run = RunConfig(model=backend.model_name, backend=backend.name, adapter=None, use_rag=False, k=0, index=None,
                     settings={}, scoring="loglik")
@@ -104,25 +110,31 @@ def compare(items, ours: list[dict], samples: list[dict]) -> dict:
     """Per question: the same context, the same choices, and how far the log-likelihoods are apart."""
     n = len(items)
     same_context = sum(s["arguments"][0][0] == loglik_prompt(i.question, i.options) for i, s in zip(items, samples))
-    diffs, same_acc, same_norm = [], 0, 0
+    diffs, same_acc, same_norm, apart = [], 0, 0, []
     for item, mine, theirs in zip(items, ours, samples):
         import numpy as np
 
         lls = np.array([float(resp[0][0]) for resp in theirs["resps"]])
         lengths = np.array([float(len(choice)) for choice in theirs["doc"]["choices"]])
         letters = list(item.options)
-        diffs += [abs(a - b) for a, b in zip(mine["logliks"], lls)]
+        gaps = [abs(a - b) for a, b in zip(mine["logliks"], lls)]
+        diffs += [float(gap) for gap in gaps]
         # the option each side chose, not only right or wrong (lm-eval's own argmax, as its process_results)
         same_acc += mine["predicted"] == letters[int(np.argmax(lls))]
         same_norm += mine["predicted_norm"] == letters[int(np.argmax(lls / lengths))]
+        if mine["predicted"] != letters[int(np.argmax(lls))] or not max(gaps) < 0.5:  # NaN counts as apart
+            apart.append({"id": item.id, "ours": mine["logliks"], "lm_eval": [round(x, 5) for x in lls],
+                          "prompt_chars": len(theirs["arguments"][0][0])})
     ours_acc, ours_norm = sum(r["correct"] for r in ours), sum(r["correct_norm"] for r in ours)
     lm_acc = round(sum(s["acc"] for s in samples)), round(sum(s["acc_norm"] for s in samples))
-    diffs.sort()
+    diffs.sort(key=lambda d: (d != d, d))  # NaN last
     return {"questions": n, "same_context": same_context,
             "ours": {"acc": interval(ours_acc, n), "acc_norm": interval(ours_norm, n)},
             "lm_eval": {"acc": interval(lm_acc[0], n), "acc_norm": interval(lm_acc[1], n)},
             "per_question_agreement": {"acc": round(same_acc / n, 4), "acc_norm": round(same_norm / n, 4)},
-            "loglik_abs_diff": {"median": round(diffs[len(diffs) // 2], 6), "max": round(diffs[-1], 6)}}
+            "loglik_abs_diff": {"median": round(diffs[len(diffs) // 2], 6), "max": round(diffs[-1], 6),
+                                "not_a_number": int(sum(d != d for d in diffs))},
+            "apart": apart}  # the questions choosing differently (raw) or more than 0.5 nats apart
 
 
 def main() -> None:
@@ -152,7 +164,8 @@ def main() -> None:
 
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
               "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{os.cpu_count()}",
-              "lm_eval": lm_eval.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
+              "lm_eval_version": lm_eval.__version__, "transformers": transformers.__version__,
+              "torch": torch.__version__,
               "model": args.model, "data": args.data, "seed": args.seed, "batch_size": args.batch_size,
               "dtype": dtype_name(args.dtype),
               "seconds": {"ours": round(ours_s, 1), "lm_eval": round(lm_s, 1)},
