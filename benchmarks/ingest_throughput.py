@@ -6,6 +6,8 @@ this process (load, chunk, embed, Chroma write, BM25 rebuild); manifest writes a
 
     .venv/bin/python benchmarks/ingest_throughput.py              # the full file, ~17 min on 2 idle cores
     .venv/bin/python benchmarks/ingest_throughput.py --limit 500  # a quick run on the first 500 rows
+    .venv/bin/python benchmarks/ingest_throughput.py --limit 2000 --repeats 3 --dtypes float32 bfloat16
+        # the embedder in each dtype, runs interleaved (fp32, bf16, fp32, ...), and the ratio of chunks/s
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ parser.add_argument("--data", type=Path, default=DATA / "medquad_qa_corpus.jsonl
 parser.add_argument("--limit", type=int, default=0, help="ingest only the first N rows (0 = all 16,407)")
 # One full run takes ~17 min here, so one run by default; the spread then comes from the per-batch rates.
 parser.add_argument("--repeats", type=int, default=1)
+parser.add_argument("--dtypes", nargs="+", default=["auto"], help="embedder compute_dtype per run (index/compute.py)")
 args = parser.parse_args()
 
 import index.knowledge_base as knowledge_base  # noqa: E402  (imported after argparse: --help stays fast)
+from index.compute import bf16_matmul_flags, cpu_flags  # noqa: E402
 from index.embed import Embedder  # noqa: E402
 
-info = machine()
+info = {**machine(), "cpu_bf16_matmul_flags": bf16_matmul_flags(cpu_flags())}
 print(machine_line(info))
 warn_if_busy(info)
 
@@ -46,14 +50,15 @@ def timed(name, fn):
 
 
 t0 = time.perf_counter()
-embedder = Embedder()
-embedder.embed(["warm-up"])  # loading the model is not ingest time
+embedders = {dtype: Embedder(compute_dtype=dtype) for dtype in args.dtypes}
+for embedder in embedders.values():
+    embedder.embed(["warm-up"])  # loading the model is not ingest time
+    embedder.embed = timed("embed", embedder.embed)
 model_load_s = time.perf_counter() - t0
 rss_model_mb = peak_rss_mb()
 # Wrap the stages in this process only (the library code is unchanged).
 knowledge_base.load_document = timed("load", knowledge_base.load_document)
 knowledge_base.chunk_document = timed("chunk", knowledge_base.chunk_document)
-embedder.embed = timed("embed", embedder.embed)
 
 runs = []
 with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
@@ -66,8 +71,8 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
     rows = sum(1 for line in lines if line.strip())
     print(f"model loaded in {model_load_s:.1f} s; ingesting {rows} rows of {args.data.name}")
 
-    for repeat in range(args.repeats):
-        kb = knowledge_base.KnowledgeBase(Path(tmp) / f"home{repeat}", embedder=embedder)
+    for repeat, dtype in ((r, d) for r in range(args.repeats) for d in args.dtypes):  # dtypes interleaved
+        kb = knowledge_base.KnowledgeBase(Path(tmp) / f"home{repeat}-{dtype}", embedder=embedders[dtype])
         kb.collection.add = timed("chroma_add", kb.collection.add)  # what ChromaVectorStore.add ends in
         kb._sync_bm25 = timed("bm25_rebuild", kb._sync_bm25)
         kb.recover()  # opens the stores before the clock starts
@@ -95,7 +100,8 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
                        if OtherLoad.between(c1, c2) < 0.05]
         phases = {name: round(s, 2) for name, s in spent.items()}
         phases["manifest_and_rest"] = round(wall - sum(spent.values()), 2)
-        runs.append({"documents": 1, "chunks": result.chunks, "wall_s": round(wall, 2),
+        runs.append({"dtype": dtype, "compute": embedders[dtype].compute.why, "documents": 1, "chunks": result.chunks,
+                     "wall_s": round(wall, 2),
                      "chunks_per_s": round(result.chunks / wall, 2), "phases_s": phases, "verify": kb.verify(),
                      "other_processes_cpu_share": round(other_cpu, 3),
                      "batch_chunks_per_s": [round(r, 2) for r in batch_rates],
@@ -103,16 +109,28 @@ with tempfile.TemporaryDirectory(prefix="medassist-bench-") as tmp:
         kb.manifest.close()
 rss_peak_mb = peak_rss_mb()
 
-walls, rates = summary([r["wall_s"] for r in runs]), summary([r["chunks_per_s"] for r in runs])
-first, batch = runs[0], summary([rate for r in runs for rate in r["batch_chunks_per_s"]])  # all runs pooled
-clean = summary([rate for r in runs for rate in r["clean_batch_chunks_per_s"]])
 spread = lambda s: f"{s['median']:.1f}; {s['p5']:.1f}-{s['p95']:.1f} (n={s['n']})" if s["n"] else "n/a"  # noqa: E731
-print(f"\nIngest throughput: {args.data.name}, {rows} rows = 1 document, {args.repeats} run(s)")
+by_dtype = {}
+for dtype in args.dtypes:
+    mine = [r for r in runs if r["dtype"] == dtype]
+    by_dtype[dtype] = {"compute": mine[0]["compute"], "wall_s": summary([r["wall_s"] for r in mine]),
+                       "chunks_per_s": summary([r["chunks_per_s"] for r in mine]),
+                       "batch_chunks_per_s": summary([x for r in mine for x in r["batch_chunks_per_s"]]),  # pooled
+                       "clean_batch_chunks_per_s": summary([x for r in mine for x in r["clean_batch_chunks_per_s"]])}
+base = by_dtype[args.dtypes[0]]
+for result in by_dtype.values():  # one dtype's runs sit between the other's, so a busy spell slows both
+    result["chunks_per_s_ratio"] = round(result["chunks_per_s"]["median"] / base["chunks_per_s"]["median"], 2)
+    if result["batch_chunks_per_s"]["n"] and base["batch_chunks_per_s"]["n"]:
+        result["batch_ratio"] = round(result["batch_chunks_per_s"]["median"] / base["batch_chunks_per_s"]["median"], 2)
+first = runs[0]
+print(f"\nIngest throughput: {args.data.name}, {rows} rows = 1 document, {args.repeats} run(s) per dtype")
 print(machine_line(info))
-print(table(["rows", "docs", "chunks", "wall s (median; min-max)", "chunks/s", "chunks/s per batch (median; p5-p95)",
-             "same, clean batches only", "peak RSS MB (after model load)"],
-            [[rows, 1, first["chunks"], f"{walls['median']:.1f}; {walls['min']:.1f}-{walls['max']:.1f}",
-              f"{rates['median']:.1f}", spread(batch), spread(clean), f"{rss_peak_mb:.0f} ({rss_model_mb:.0f})"]]))
+print(table(["dtype", "chunks", "wall s (median; min-max)", "chunks/s", f"x {args.dtypes[0]}",
+             "chunks/s per batch (median; p5-p95)", "same, clean batches only", "peak RSS MB (after model load)"],
+            [[f"{dtype} ({r['compute']})", first["chunks"], f"{r['wall_s']['median']:.1f}; {r['wall_s']['min']:.1f}-"
+              f"{r['wall_s']['max']:.1f}", f"{r['chunks_per_s']['median']:.1f}", r["chunks_per_s_ratio"],
+              spread(r["batch_chunks_per_s"]), spread(r["clean_batch_chunks_per_s"]),
+              f"{rss_peak_mb:.0f} ({rss_model_mb:.0f})"] for dtype, r in by_dtype.items()]))
 print("other processes' CPU share during each run: " + ", ".join(f"{r['other_processes_cpu_share']:.0%}" for r in runs))
 print("\nWhere the time goes (run 1):")
 print(table(["stage", "seconds", "share of wall"],
@@ -120,8 +138,8 @@ print(table(["stage", "seconds", "share of wall"],
              for name, s in sorted(first["phases_s"].items(), key=lambda kv: -kv[1])]))
 print(f"stores consistent after ingest: {first['verify']}")
 
-save("ingest_throughput", {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                           "model_load_s": round(model_load_s, 2), "rss_after_model_load_mb": rss_model_mb,
-                           "peak_rss_mb": rss_peak_mb, "wall_s": walls, "chunks_per_s": rates, "batch_chunks_per_s": batch,
-                           "clean_batch_chunks_per_s": clean,
-                           "runs": runs})
+# A comparison of dtypes gets a file of its own, beside the single-dtype run docs/benchmarks.md quotes.
+save("ingest_throughput" + ("_dtypes" if len(args.dtypes) > 1 else ""),
+     {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+      "model_load_s": round(model_load_s, 2), "rss_after_model_load_mb": rss_model_mb, "peak_rss_mb": rss_peak_mb,
+      "by_dtype": by_dtype, "runs": runs})
