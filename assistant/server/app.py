@@ -36,7 +36,6 @@ from assistant.server.schemas import (AskRequest, DocumentOut, ErrorOut, Health,
                                       PassageOut, RemovedOut, Route)
 from corpus.loaders import clean_text
 
-log = logging.getLogger("medassist.serve")
 JSON_LIMIT = 1 * 2**20  # bytes of a JSON request: a question and a chat history fit many times over
 UPLOADS = "uploads"  # HOME/uploads/: where uploaded files are kept, since each citation points at its file
 ERRORS = {code: {"model": ErrorOut} for code in (401, 404, 413, 422, 500, 503)}
