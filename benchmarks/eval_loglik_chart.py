@@ -1,7 +1,9 @@
 """Chart of `benchmarks/eval_gpu.py --scoring loglik` results: acc and acc_norm per dataset and configuration,
-95% Wilson intervals as error bars, the random-guess baseline as a black tick over each group.
+95% Wilson intervals as error bars, the random-guess baseline as a black tick over each group and, given the
+question files, the always-the-first-option baseline as a dashed one (a small model leans to the first option).
 
-    python benchmarks/eval_loglik_chart.py benchmarks/results/eval_gpu_loglik.json docs/img/eval_loglik_gpu.png
+    python benchmarks/eval_loglik_chart.py benchmarks/results/eval_gpu_loglik.json docs/img/eval_loglik_gpu.png \
+        ../shared/data/mirage_benchmark.jsonl ../shared/data/medqa_usmle_4opt_test.jsonl
 """
 
 from __future__ import annotations
@@ -25,7 +27,22 @@ def rows(summaries: list[dict]) -> tuple[list[str], list[str], dict]:
     return datasets, labels, table
 
 
-def chart(summaries: list[dict], out: Path, title: str) -> None:
+def first_option_share(paths: list[str]) -> dict[str, float]:
+    """Per dataset (and per file, under its stem), the share of questions whose answer is the first option."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from assistant.evaluation import load_mcq
+
+    groups: dict[str, list[bool]] = {}
+    for path in paths:
+        for item in load_mcq(path):
+            first = item.answer == next(iter(item.options))
+            groups.setdefault(item.dataset, []).append(first)
+            if item.dataset != Path(path).stem:
+                groups.setdefault(Path(path).stem, []).append(first)
+    return {name: sum(flags) / len(flags) for name, flags in groups.items()}
+
+
+def chart(summaries: list[dict], out: Path, title: str, first: dict[str, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,12 +62,14 @@ def chart(summaries: list[dict], out: Path, title: str) -> None:
         for d, name in enumerate(datasets):
             baseline = next(table[(label, name)]["random_baseline"] for label in labels if (label, name) in table)
             axis.hlines(baseline, d - 0.45, d + 0.45, colors="black", linewidth=1.5)
+            if first and name in first:
+                axis.hlines(first[name], d - 0.45, d + 0.45, colors="dimgray", linewidth=1.5, linestyles="dashed")
         axis.set_xticks(range(len(datasets)), [name.replace("_usmle_4opt_test", " file") for name in datasets],
                         rotation=15)
         axis.set_title(f"{'acc' if metric == 'accuracy' else 'acc_norm (per character)'}")
         axis.set_ylim(0, 1)
         axis.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("accuracy (95% Wilson; black: random guess)")
+    axes[0].set_ylabel("accuracy (95% Wilson)\nblack: random guess; dashed: always the first option", fontsize=9)
     axes[1].legend(fontsize=8, loc="upper right")
     figure.suptitle(title)
     figure.tight_layout()
@@ -60,6 +79,6 @@ def chart(summaries: list[dict], out: Path, title: str) -> None:
 
 
 if __name__ == "__main__":
-    source, target = Path(sys.argv[1]), Path(sys.argv[2])
-    chart(json.loads(source.read_text()), target, sys.argv[3] if len(sys.argv) > 3 else
-          "Gemma-3-270M, multiple choice scored by log-likelihood")
+    source, target, data = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+    chart(json.loads(source.read_text()), target, "Gemma-3-270M on one H200: all of MIRAGE (5,364) and MedQA (891), "
+          "scored by log-likelihood", first_option_share(data) if data else None)
