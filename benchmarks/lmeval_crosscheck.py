@@ -57,12 +57,11 @@ def write_task(items, folder: Path) -> Path:
 
 
 def dtype_name(requested: str) -> str:
-    """What our TransformersBackend loads (bf16 on a GPU, fp32 on a CPU), unless asked otherwise."""
-    import torch
+    """What our TransformersBackend loads (index/compute.py: bf16 on a GPU or a CPU with bf16 matrix units, else
+    fp32), unless asked otherwise."""
+    from index.compute import choose_compute
 
-    if requested != "auto":
-        return requested
-    return "bfloat16" if torch.cuda.is_available() else "float32"
+    return requested if requested != "auto" else choose_compute("auto").dtype
 
 
 def run_lm_eval(model: str, folder: Path, batch_size: int, dtype: str) -> tuple[dict, list[dict], float]:
@@ -145,7 +144,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="both sides; auto: bfloat16 on a GPU, float32 on a CPU (as medassist loads models)")
+                        help="both sides; auto: what medassist loads models in here (index/compute.py)")
     parser.add_argument("--out", required=True, help="results JSON")
     args = parser.parse_args()
 
