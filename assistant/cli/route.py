@@ -16,13 +16,15 @@ def register(main: click.Group) -> None:
 @click.command()
 @click.argument("questions", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {question, route, confidence, scores}.")
-def route(questions, as_json):
+@click.pass_obj
+def route(obj, questions, as_json):
     """Show the route (diagnosis, treatment, medication, general) and confidence for each QUESTION."""
     from assistant.router import Router
     from assistant.safety import check_question
     from index.embed import Embedder
 
-    router = Router(Embedder())
+    # compute_dtype as configured (MEDASSIST_COMPUTE_DTYPE too), as `ask` uses it
+    router = Router(Embedder(compute_dtype=obj.config.compute_dtype))
     rows = []
     for question in map(check_question, questions):  # one refused the way `ask` refuses it
         name, confidence = router.route(question)
