@@ -18,7 +18,7 @@ import pytest
 from assistant.abbreviations import expand
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
-from assistant.evidence import about, drugs_named, question_type, units
+from assistant.evidence import EvidenceReader, about, drugs_named, question_type, units
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -338,3 +338,19 @@ def test_a_topic_the_notes_only_brush_against_abstains(starter_agent):
         assert word in answer.abstain_reason
     assert starter_agent.kb.retriever.near("toddler") is None
     assert starter_agent.kb.retriever.near("amoxicilin")[0] == "amoxicillin"
+
+
+def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(starter_agent):
+    """The first sentence of an item often echoes the question and wins on shared words; the figure asked for is
+    in the next one. A quote that already holds a figure stands alone, and a name's digit is no figure."""
+    reader = EvidenceReader(starter_agent.kb.embedder)
+    item = ("- **Before surgery:** stop SGLT2 inhibitors before major surgery. Most guidance advises at least 3 days "
+            "before. Restart once eating and drinking normally.")
+    quotes = reader.read("When should SGLT2 inhibitors be stopped before major surgery?",
+                         [(1, "SGLT2 inhibitors", "SGLT2 inhibitors > Peri-operative care", item)])
+    assert quotes[0].text == ("Before surgery: stop SGLT2 inhibitors before major surgery. "
+                              "Most guidance advises at least 3 days before."), quotes
+    dosed = reader.read("What is the colchicine dose for a gout flare?",
+                        [(1, "Gout", "Gout > Flares", "- Colchicine 500 micrograms two to four times daily for a "
+                                                      "flare. Stop if diarrhoea starts.")])
+    assert dosed[0].text == "Colchicine 500 micrograms two to four times daily for a flare.", dosed
