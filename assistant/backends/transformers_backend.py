@@ -66,8 +66,9 @@ class TransformersBackend:
             self.tokenizer = AutoTokenizer.from_pretrained(location)
             # The embedder's choice too (index/compute.py): bf16 on a CPU with bf16 matrix units. One dtype for both
             # phases: measured on Gemma-3-270M (2 shared cores with AMX, 1,000-token prompt, docs/benchmarks.md) bf16
-            # was faster in prefill (1.1-2x under load, 5x idle) and no slower in decode; fp32 weights with bf16 autocast for the prefill alone
-            # were slower in prefill than bf16 (every forward re-casts the weights) and no faster in decode.
+            # was faster in prefill (1.1-2x under load, 5x idle) and no slower in decode; fp32 weights with bf16
+            # autocast for the prefill alone were slower in prefill than bf16 (every forward re-casts the weights)
+            # and no faster in decode.
             self.compute = choose_compute(compute_dtype)
             self.model = AutoModelForCausalLM.from_pretrained(location, dtype=self.compute.torch_dtype)
             self.model.to(self.compute.device)
