@@ -77,6 +77,8 @@ class DenseIdRetriever(BaseRetriever):
     survivors are exactly the route's nearest chunks, in order, so fewer than `keep` is a shorter list,
     not a wrong one (the route's other chunks are further away than the largest fetch); only when none
     survives does the `where` query answer (or when `fetches` is empty: a route too rare to over-fetch).
+    Without a route the same over-fetch keeps ready chunks only: Chroma holds a pending document's chunks before
+    the manifest publishes it, and a large ingest in another process can fill all the nearest places.
     """
 
     def __init__(self, collection, keep: int, route: str | None = None, routes_of: dict | None = None,
@@ -84,6 +86,11 @@ class DenseIdRetriever(BaseRetriever):
         super().__init__()
         self.collection, self.keep, self.route, self.routes_of = collection, keep, route, routes_of or {}
         self.fetches = fetches or []
+
+    def _accepts(self, chunk_id: str) -> bool:
+        """A ready chunk (`routes_of` holds every ready chunk), of the route when there is one."""
+        routes = self.routes_of.get(chunk_id)
+        return routes is not None and (self.route is None or self.route in routes)
 
     def _nearest(self, embedding, n: int, where: dict | None = None) -> list[tuple[str, float]]:
         found = self.collection.query(query_embeddings=[embedding], n_results=n, where=where, include=["distances"])
@@ -93,17 +100,14 @@ class DenseIdRetriever(BaseRetriever):
         from llama_index.core.schema import NodeWithScore, TextNode
 
         embedding = query_bundle.embedding
-        if self.route is None:
-            kept = self._nearest(embedding, self.keep)
-        else:
-            kept = []
-            for fetch in self.fetches:
-                kept = [(i, d) for i, d in self._nearest(embedding, fetch)
-                        if self.route in self.routes_of.get(i, ())][:self.keep]
-                if len(kept) >= self.keep:
-                    break
-            if not kept:
-                kept = self._nearest(embedding, self.keep, where={f"route_{self.route}": 1})
+        kept = self._nearest(embedding, self.keep) if self.route is None and not self.fetches else []
+        for fetch in self.fetches:
+            nearest = self._nearest(embedding, fetch)
+            kept = [(i, d) for i, d in nearest if self._accepts(i)][:self.keep]
+            if len(kept) >= self.keep or len(nearest) < fetch:  # enough, or nothing further to fetch
+                break
+        if not kept and self.route is not None:
+            kept = self._nearest(embedding, self.keep, where={f"route_{self.route}": 1})
         # exp(-cosine distance): the score ChromaVectorStore gives, so callers convert it the same way.
         return [NodeWithScore(node=TextNode(id_=chunk_id, text=""), score=math.exp(-distance))
                 for chunk_id, distance in kept]

@@ -130,8 +130,9 @@ class Retriever:
     def _dense(self, route: str | None):
         from index.fusion import DenseIdRetriever
 
-        if route is None:
-            return DenseIdRetriever(self.collection, self.candidates)
+        if route is None:  # a second, wider fetch when unpublished chunks crowd out the ready ones
+            fetches = [self.candidates, POST_FILTER_MAX_FETCH] if self.chunk_routes else []
+            return DenseIdRetriever(self.collection, self.candidates, None, self.chunk_routes, fetches)
         share = self.route_counts.get(route, 0) / max(len(self.chunk_routes), 1)
         fetch = math.ceil(self.candidates * 1.5 / share) if share else POST_FILTER_MAX_FETCH + 1
         fetches = sorted({fetch, POST_FILTER_MAX_FETCH}) if fetch <= POST_FILTER_MAX_FETCH else []
