@@ -117,3 +117,5 @@ print(table(["variant", "first token s", "x vs fp32", "decode tok/s", "x vs fp32
 print("other processes' CPU share per timed variant: " + ", ".join(f"{x:.0%}" for x in other))
 save("prefill_decode", {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, "variants": results,
                         "other_cpu_per_step": other})
+if "llama.cpp q4_k_m" in variants:
+    variants["llama.cpp q4_k_m"].llm.close()  # now: left to interpreter shutdown, llama.cpp's __del__ fails noisily
