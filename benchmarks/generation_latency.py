@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import OtherLoad, machine, machine_line, read_jsonl, save, summary, table, wait_for_quiet, warn_if_busy
+from common import OtherLoad, free_port, machine, machine_line, read_jsonl, save, summary, table, wait_for_quiet, warn_if_busy
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--backends", nargs="+", default=["transformers", "llamacpp", "openai"])
@@ -61,14 +61,6 @@ class Timed:
             tokens, after = self.count_tokens(text), time.perf_counter() - first
             if tokens > 1 and after > 0:
                 self.decode_tok_s.append((tokens - 1) / after)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(gguf: Path):

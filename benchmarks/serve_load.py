@@ -53,18 +53,10 @@ import httpx  # noqa: E402  (after argparse: --help stays fast)
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import RESULTS, machine, machine_line  # noqa: E402
+from benchmarks.common import RESULTS, free_port, machine, machine_line  # noqa: E402
 
 BIN = Path(sys.executable).parent
 QUESTIONS = Path(__file__).parent / "data" / "answer_questions.jsonl"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(url: str, proc, timeout: float = 600) -> None:

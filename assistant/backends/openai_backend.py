@@ -33,14 +33,16 @@ def server_url(base_url: str, sends_key: bool, allow_insecure_http: bool = False
         raise BackendError(f"base_url {base_url!r} is not a valid URL ({exc}); {example}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise BackendError(f"base_url {base_url!r} must start with http:// or https:// and name a host; {example}")
-    if sends_key and url.scheme == "http" and not _loopback(url.host) and not allow_insecure_http:
+    if sends_key and url.scheme == "http" and not is_loopback(url.host) and not allow_insecure_http:
         raise BackendError(f"refusing to send the API key in plain http to {url.host}, where anyone on the way "
                            "could read it: use https, or set allow_insecure_http = true in config.toml "
                            "(MEDASSIST_ALLOW_INSECURE_HTTP=1) if that network is trusted")
     return base_url.rstrip("/")
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (also written "[::1]", as in a URL or uvicorn's --host)."""
+    host = host.strip("[]")
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

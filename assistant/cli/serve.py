@@ -47,7 +47,7 @@ def serve(ctx, host, port, workers, backend, model, base_url, generate, access_l
         import uvicorn
     except ImportError as exc:
         raise ConfigError(f"medassist serve needs the server packages ({exc.name} is missing): {INSTALL}") from None
-    from assistant.server.app import is_loopback
+    from assistant.backends.openai_backend import is_loopback
     from assistant.server.keys import KeyStore
 
     obj = ctx.obj

@@ -26,7 +26,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.agent import Agent, Answer
-from assistant.backends.openai_backend import _loopback
 from assistant.config import Config, load_config
 from assistant.server import openai_compat
 from assistant.server.keys import KeyStore
@@ -190,10 +189,6 @@ def app_from_environment() -> FastAPI:
     the command set: MEDASSIST_* settings, and whether it is bound off loopback)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(load_config(), public=os.environ.get("MEDASSIST_SERVE_PUBLIC") == "1")
-
-
-def is_loopback(host: str) -> bool:
-    return _loopback(host.strip("[]"))
 
 
 def _sse(event: str, data) -> str:
