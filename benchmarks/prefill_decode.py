@@ -50,13 +50,15 @@ class TransformersVariant:
         self.model, self.tokenizer = self.backend.model, self.backend.tokenizer
 
     def ids(self, text: str):
-        return self.tokenizer(text, return_tensors="pt")["input_ids"][:, :args.prompt_tokens]
+        return self.tokenizer(text, return_tensors="pt")["input_ids"][:, :args.prompt_tokens].to(self.model.device)
 
     def run(self, ids, new_tokens: int) -> float:
         began = time.perf_counter()
         with torch.inference_mode():
             self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                                 min_new_tokens=new_tokens, do_sample=False)
+        if ids.is_cuda:
+            torch.cuda.synchronize()
         return time.perf_counter() - began
 
 
