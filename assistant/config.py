@@ -14,9 +14,10 @@ from index.compute import DTYPE_CHOICES
 
 
 GENERATE_CHOICES = ("auto", "always", "never")
-# `--adapter reader`: the grounded reader shipped in the package (Gemma-3-270M LoRA; its model card says how
-# it was trained and why it is not the default).
-ADAPTERS = {"reader": Path(__file__).parent / "adapters" / "gemma3-270m-reader"}
+# LoRAs of Gemma-3-270M shipped in the package, each with a model card: `--adapter reader`, the grounded reader
+# (how it was trained and why it is not the default), and `--adapter recipe`, the seeds' medical-o1 recipe (kept
+# for evaluation: base vs tuned).
+ADAPTERS = {name: Path(__file__).parent / "adapters" / f"gemma3-270m-{name}" for name in ("reader", "recipe")}
 
 
 class ConfigError(Exception):

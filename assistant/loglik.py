@@ -18,7 +18,10 @@ continuation tokenized together, the continuation being the tokens after the pro
 The prompt is read once per question and its attention cache shared by the options (one forward for the
 batch's prompts, one for all their continuations), so an option costs its own few tokens, not the prompt
 again: on a CPU with retrieval (a 1,000-token prompt, 4 options) about 4x less work than scoring each
-prompt + option sequence on its own.
+prompt + option sequence on its own. On CUDA each prompt + option is scored as one right-padded sequence
+instead, as lm-eval does: there the shared cache gave wrong numbers for some batches (transformers 5.17,
+an H100, 2026-12-06: MedQA question 0086 scored alone matched lm-eval to 1e-5, in its batch of 16 it was 6
+to 13 nats lower; the same batch on the CPU, transformers 5.23, was right), and the 4x costs little there.
 """
 
 from __future__ import annotations
@@ -45,13 +48,20 @@ def pick(logliks: list[float], lengths: list[int]) -> tuple[int, int]:
     return raw, norm
 
 
-def option_logliks(model, tokenizer, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
+def option_logliks(model, tokenizer, requests: list[tuple[str, list[str]]],
+                   share_prompt: bool | None = None) -> list[list[float]]:
     """Summed log-probability of each continuation given its context, for (context, continuations) pairs
-    scored in one batch: the contexts in one forward (left-padded), their attention cache copied to one row
-    per continuation, the continuations in a second forward (right-padded, so nothing real sees a pad)."""
+    scored in one batch. `share_prompt` (default: on a CPU, not on CUDA; see the module docstring): the
+    contexts in one forward (left-padded), their attention cache copied to one row per continuation, the
+    continuations in a second forward (right-padded, so nothing real sees a pad). Otherwise every context +
+    continuation is one right-padded row of a single forward."""
     import torch
 
     device = next(model.parameters()).device
+    if share_prompt is None:
+        share_prompt = device.type != "cuda"
+    if not share_prompt:
+        return _whole_sequence_logliks(model, tokenizer, requests, device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     contexts, rows = [], []  # rows: (request index, continuation token ids)
     for index, (context, options) in enumerate(requests):
@@ -91,8 +101,38 @@ def option_logliks(model, tokenizer, requests: list[tuple[str, list[str]]]) -> l
             later = torch.log_softmax(out.logits[r, :len(tokens) - 1].float(), dim=-1)
             totals.append(first[index, tokens[0]] + later.gather(-1, cont[r, 1:len(tokens), None].to(device)).sum())
         totals = torch.stack(totals).tolist()  # one device-to-host copy, not one per row
+    return _per_request(totals, requests)
+
+
+def _whole_sequence_logliks(model, tokenizer, requests, device) -> list[list[float]]:
+    """option_logliks without the shared cache: one right-padded row per context + continuation."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = []  # (context token count, all token ids)
+    for context, options in requests:
+        known = len(tokenizer(context)["input_ids"])
+        rows += [(known, tokenizer(context + option)["input_ids"]) for option in options]
+    width = max(len(tokens) for _, tokens in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, (_, tokens) in enumerate(rows):
+        ids[r, :len(tokens)], mask[r, :len(tokens)] = torch.tensor(tokens), 1
+    with torch.inference_mode():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        totals = []
+        for r, (known, tokens) in enumerate(rows):  # a row at a time, as above: float32 logits are large
+            logprobs = torch.log_softmax(logits[r, known - 1:len(tokens) - 1].float(), dim=-1)
+            totals.append(logprobs.gather(-1, ids[r, known:len(tokens), None].to(device)).sum())
+        totals = torch.stack(totals).tolist()
+    return _per_request(totals, requests)
+
+
+def _per_request(totals: list[float], requests) -> list[list[float]]:
+    """The flat list of every continuation's total, cut back into one list per request."""
     result, r = [], 0
     for _, options in requests:
         result.append(totals[r:r + len(options)])
         r += len(options)
     return result
+

@@ -80,5 +80,7 @@ def chart(summaries: list[dict], out: Path, title: str, first: dict[str, float] 
 
 if __name__ == "__main__":
     source, target, data = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
-    chart(json.loads(source.read_text()), target, "Gemma-3-270M on one H200: all of MIRAGE (5,364) and MedQA (891), "
+    summaries = json.loads(source.read_text())
+    card = summaries[0].get("machine", {}).get("device", "one H200")  # runs before 2026-12-06 did not record it
+    chart(summaries, target, f"Gemma-3-270M on {card}: all of MIRAGE (5,364) and MedQA (891), "
           "scored by log-likelihood", first_option_share(data) if data else None)

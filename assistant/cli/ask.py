@@ -23,7 +23,7 @@ def register(main: click.Group) -> None:
 @click.option("--route", type=click.Choice(ROUTES), help="Skip the router and use this route.")
 @click.option("--backend", help="Model backend: transformers (default, in process), openai (a server), llamacpp.")
 @click.option("--model", help="Model folder, .gguf file, Hub id or server model name.")
-@click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader': the packaged grounded reader.")
+@click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader' or 'recipe': the packaged LoRAs.")
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8080/v1.")
 @click.option("--no-rag", is_flag=True, help="Model-only answer, clearly labelled as unsourced.")
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Passages to retrieve (default 5).")

@@ -15,7 +15,7 @@ def register(main: click.Group) -> None:
 @click.option("--no-history", is_flag=True, help="Keep nothing on disk: this session's chats are not saved.")
 @click.option("--backend", help="Model backend: transformers (default), openai, llamacpp.")
 @click.option("--model", help="Model folder, .gguf file, Hub id or server model name.")
-@click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader': the packaged grounded reader.")
+@click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader' or 'recipe': the packaged LoRAs.")
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai.")
 @click.option("--no-rag", is_flag=True, help="Model-only answers, labelled unsourced.")
 @click.option("--generate", type=click.Choice(["auto", "always", "never"]),

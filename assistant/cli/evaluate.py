@@ -73,7 +73,7 @@ def _progress(description: str):
               help="The home of an index built by `medassist eval build-index` (default: --home's index).")
 @click.option("--backend", help="Model backend: transformers (default; batched), openai, llamacpp.")
 @click.option("--model", help="Model folder, .gguf file, Hub id or server model name.")
-@click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader': the packaged grounded reader.")
+@click.option("--adapter", help="PEFT adapter folder (or LoRA .gguf for llamacpp); 'reader' or 'recipe': the packaged LoRAs.")
 @click.option("--base-url", help="OpenAI-compatible server for --backend openai.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1),
               help="Questions generated or scored together (transformers; other backends answer one at a time).")

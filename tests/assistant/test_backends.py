@@ -108,3 +108,22 @@ def test_a_stop_string_split_across_pieces_is_never_shown():
     assert shown == ["The answer ", "<is 5 ", ""] and stops.stopped and stops.flush() == ""
     open_end = StopStream(["</think>"])
     assert open_end.feed("ends with </th") == "ends with " and open_end.flush() == "</th"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["reader", "recipe"])
+def test_each_packaged_adapter_loads_on_the_cpu_and_changes_the_model(gemma_models, name):
+    """`--adapter reader|recipe` resolve to the LoRAs in the package; each loads onto the converted Gemma and
+    moves its next-token distribution (a LoRA saved with zero or missing weights would not)."""
+    import torch
+
+    from assistant.config import ADAPTERS
+
+    model = str(gemma_models / "gemma-3-270m")
+    base = load_backend("transformers", model=model, compute_dtype="float32")
+    tuned = load_backend("transformers", model=model, adapter=str(ADAPTERS[name]), compute_dtype="float32")
+    ids = base.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        before, after = (torch.log_softmax(b.model(ids).logits[0, -1], -1) for b in (base, tuned))
+    assert tuned.model_name.endswith(f"+gemma3-270m-{name}")
+    assert (after - before).abs().max() > 0.1

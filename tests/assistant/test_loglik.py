@@ -47,14 +47,15 @@ def one_at_a_time(backend, context: str, options: list[str]) -> list[float]:
     return scores
 
 
-def test_batched_scores_equal_each_sequence_scored_alone(tiny):
+@pytest.mark.parametrize("share_prompt", [True, False], ids=["prompt cache shared (CPU)", "whole sequences (CUDA)"])
+def test_batched_scores_equal_each_sequence_scored_alone(tiny, share_prompt):
     """Left-padded contexts of different lengths, one cache per option, right-padded options of different
-    lengths: the same numbers as scoring each sequence on its own."""
+    lengths (or each context + option one right-padded row): the same numbers as each sequence on its own."""
     requests = [("Question: first line treatment for high blood pressure?\nAnswer:",
                  [" a thiazide diuretic or an ACE inhibitor", " metformin", " asthma"]),
                 ("The patient is a 54 year old man with type 2 diabetes. " * 6 + "\nAnswer:", [" pneumonia", " x"]),
                 ("Dose?\nAnswer:", [" 500 mg twice daily", " lisinopril", " Check kidney function", " fever"])]
-    batched = option_logliks(tiny.model, tiny.tokenizer, requests)
+    batched = option_logliks(tiny.model, tiny.tokenizer, requests, share_prompt=share_prompt)
     for (context, options), got in zip(requests, batched):
         assert got == pytest.approx(one_at_a_time(tiny, context, options), abs=1e-4)
 
