@@ -76,9 +76,12 @@ STOP_WORDS = frozenset("""a an the of in on for to and or with without is are wa
 where why how do does did should would could can may might i we you he she it they my our your his her its their
 me us them this that these those there here at by from as about into than then so if not no yes any some all
 very much many please tell give me patient patients someone person people
-today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks""".split())
+today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks
+tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
 # is read as a topic the notes do not cover: "started on fluoxetine today" was refused for "today")
+# (the third: a medicine's form, not its subject. Few notes say "tablets", so the word counted as the topic a
+# question shares with them: "melatonin tablets for a long-haul flight?" was answered from the metformin note)
 # ("more" and "less" are kept: "more severe depression" must not read as "less severe depression")
 _RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
 _LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")

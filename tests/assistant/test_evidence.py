@@ -340,6 +340,16 @@ def test_a_topic_the_notes_only_brush_against_abstains(starter_agent):
     assert starter_agent.kb.retriever.near("amoxicilin")[0] == "amoxicillin"
 
 
+def test_a_medicines_form_is_no_topic(starter_agent):
+    """A few notes say "tablets", so the word counted as the topic a question shares with them: travel questions
+    were answered with warfarin's tablet colours, and an interaction question quoted them first."""
+    answer = starter_agent.ask("Are melatonin tablets safe for a long-haul flight?")
+    assert answer.abstained and "melatonin" in answer.abstain_reason, answer.answer
+    answer = starter_agent.ask("Can I take ibuprofen tablets with warfarin?")
+    assert not answer.abstained and "tablet colours" not in answer.answer, answer.answer
+    assert "NSAIDs and paracetamol" in titles_quoted(answer), answer.answer
+
+
 def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(starter_agent):
     """The first sentence of an item often echoes the question and wins on shared words; the figure asked for is
     in the next one. A quote that already holds a figure stands alone, and a name's digit is no figure."""
