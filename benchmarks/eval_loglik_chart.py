@@ -82,5 +82,7 @@ if __name__ == "__main__":
     source, target, data = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     summaries = json.loads(source.read_text())
     card = summaries[0].get("machine", {}).get("device", "one H200")  # runs before 2026-12-06 did not record it
-    chart(summaries, target, f"Gemma-3-270M on {card}: all of MIRAGE (5,364) and MedQA (891), "
-          "scored by log-likelihood", first_option_share(data) if data else None)
+    files = {s["file"]: s["datasets"]["all"]["n"] for s in summaries}
+    asked = " and ".join(f"{n:,} {'MIRAGE' if name.startswith('mirage') else 'MedQA'}" for name, n in files.items())
+    chart(summaries, target, f"Gemma-3-270M on {card}: {asked} questions, scored by log-likelihood",
+          first_option_share(data) if data else None)
