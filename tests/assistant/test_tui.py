@@ -424,8 +424,21 @@ async def _settled(pilot, app, question: str | None = None) -> None:
     await pilot.pause()
 
 
-def test_snapshot_chat_with_an_answer(home, tiny_model, snap_compare):
-    app = make_app(home, tiny_model)
+@pytest.fixture(scope="module")
+def float32_home(tmp_path_factory):
+    """The starter notes indexed, and later searched, in float32: bf16 rounds differently on different CPUs (AMX or
+    AVX512-BF16), enough to swap two near-tied quotes in a screenshot; float32 gives the same order on each."""
+    from index import KnowledgeBase
+    from index.embed import Embedder
+
+    home = tmp_path_factory.mktemp("float32-home")
+    KnowledgeBase(home, embedder=Embedder(compute_dtype="float32")).ensure_starter()
+    return home
+
+
+def test_snapshot_chat_with_an_answer(float32_home, tmp_path, tiny_model, snap_compare):
+    shutil.copytree(float32_home, tmp_path / "home")
+    app = make_app(tmp_path / "home", tiny_model, compute_dtype="float32")
     assert snap_compare(app, terminal_size=SIZE,
                         run_before=lambda pilot: _settled(pilot, app, "What is the first-line treatment for hypertension?"))
 
