@@ -58,11 +58,11 @@ def option_logliks(model, tokenizer, requests: list[tuple[str, list[str]]],
     import torch
 
     device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if share_prompt is None:
         share_prompt = device.type != "cuda"
     if not share_prompt:
-        return _whole_sequence_logliks(model, tokenizer, requests, device)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return _whole_sequence_logliks(model, tokenizer, requests, device, pad)
     contexts, rows = [], []  # rows: (request index, continuation token ids)
     for index, (context, options) in enumerate(requests):
         context_ids = tokenizer(context)["input_ids"]
@@ -104,11 +104,10 @@ def option_logliks(model, tokenizer, requests: list[tuple[str, list[str]]],
     return _per_request(totals, requests)
 
 
-def _whole_sequence_logliks(model, tokenizer, requests, device) -> list[list[float]]:
+def _whole_sequence_logliks(model, tokenizer, requests, device, pad: int) -> list[list[float]]:
     """option_logliks without the shared cache: one right-padded row per context + continuation."""
     import torch
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows = []  # (context token count, all token ids)
     for context, options in requests:
         known = len(tokenizer(context)["input_ids"])
@@ -140,4 +139,3 @@ def _per_request(totals: list[float], requests) -> list[list[float]]:
         result.append(totals[r:r + len(options)])
         r += len(options)
     return result
-

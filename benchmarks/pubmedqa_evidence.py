@@ -20,8 +20,7 @@ import time
 from common import DATA, machine, machine_line, save, table
 
 from assistant.agent import Agent
-from assistant.backends import load_backend
-from assistant.config import ADAPTERS, load_config
+from assistant.config import load_config
 from assistant.evaluation import load_mcq, score_loglik, wilson
 from assistant.loglik import continuation, loglik_prompt, option_logliks
 from finetune.prompt import SourceText
@@ -52,8 +51,7 @@ def main() -> None:
     info = machine()
     print(machine_line(info))
     agent = Agent(load_config(args.index_home).knowledge_base(), None)
-    adapter = str(ADAPTERS.get(args.adapter, args.adapter)) if args.adapter else None
-    backend = load_backend("transformers", home=args.home, adapter=adapter)
+    backend = load_config(args.home, backend="transformers", adapter=args.adapter).backend_factory()()
     records, abstained, began = [], 0, time.perf_counter()
     for start in range(0, len(items), args.batch_size):
         batch, requests = items[start:start + args.batch_size], []
