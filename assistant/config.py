@@ -83,11 +83,15 @@ class Config:
     top_p: float | None = None
     repetition_penalty: float | None = None
 
+    def adapter_path(self) -> str | None:
+        """The adapter folder: a packaged one's by its name (ADAPTERS), any other as given."""
+        return str(ADAPTERS.get(self.adapter, self.adapter)) if self.adapter else None
+
     def backend_factory(self):
         """A function that loads the configured model backend (loading is slow, so it is deferred)."""
         from assistant.backends import load_backend
 
-        adapter = str(ADAPTERS.get(self.adapter, self.adapter)) if self.adapter else None
+        adapter = self.adapter_path()
         return lambda on_status=None: load_backend(self.backend, model=self.model, adapter=adapter,
                                                    base_url=self.base_url, api_key=self.api_key, home=self.home,
                                                    compute_dtype=self.compute_dtype,

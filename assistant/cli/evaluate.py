@@ -99,7 +99,6 @@ def mcq(obj, data, datasets, limit, seed, scoring, no_rag, k, index_home, backen
     then "Answer:"), and the summary gives acc (the largest summed log-probability) and acc_norm (the largest
     per character, so long options are not penalised for their length), as lm-evaluation-harness does.
     """
-    from assistant.config import ADAPTERS
     from assistant.evaluation import EvalError, RunConfig, load_mcq, markdown_table, run_mcq, sample_items
 
     config = obj.config
@@ -126,7 +125,7 @@ def mcq(obj, data, datasets, limit, seed, scoring, no_rag, k, index_home, backen
     err.print(f"Loading {config.model or 'the default model'} ({config.backend})...", markup=False)
     model_backend = config.backend_factory()(on_status=lambda message: err.print(f"[dim]{shown(message)}[/]"))
     run = RunConfig(model=model_backend.model_name, backend=model_backend.name,
-                    adapter=str(Path(ADAPTERS.get(config.adapter, config.adapter)).resolve()) if config.adapter else None,
+                    adapter=str(Path(config.adapter_path()).resolve()) if config.adapter else None,
                     use_rag=kb is not None,
                     k=config.k, index=f"{kb.home.resolve()}@{kb.manifest.generation}" if kb else None,
                     settings=asdict(settings) if scoring == "generate" else {}, scoring=scoring)
