@@ -30,6 +30,8 @@ MIN_RELEVANCE = 0.35
 # benchmarks/data/answer_questions.jsonl (see Agent._uncovered).
 UNKNOWN_WORD_RELEVANCE = 0.6
 RARE_SHARE = 0.02
+# Units of the retrieved passages the model reads (see focused_sources).
+FOCUS_UNITS = 8
 SPOKEN = 2  # chunks: an abbreviation the notes use this often is searched as written, not spelled out
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -136,7 +138,8 @@ class Agent:
                                          else expand(question, self._spoken, keep_short=False))
             rare = self._rare(words if searched == question else self._question_words(searched))
             t = time.perf_counter()
-            quotes = self._read(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []
+            scored = self._score_units(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []
+            quotes = self.reader.quotes(searched, scored, rare_words=rare)
             timings["evidence_s"] = time.perf_counter() - t
             used = {q.n for q in quotes}
             missing = self._uncovered(words, rare, [c for c in answer.citations if c.n in used], best)
@@ -160,7 +163,9 @@ class Agent:
         if backend is not None:
             answer.model, answer.backend = backend.model_name, backend.name
             t = time.perf_counter()
-            reasoning, text = self._generate(backend, question, answer.citations if use_rag else None, on_text, cancel)
+            sources = (focused_sources([(c.n, c.title, c.section, c.text) for c in answer.citations], scored)
+                       if use_rag else None)
+            reasoning, text = self._generate(backend, question, sources, on_text, cancel)
             timings["generate_s"] = time.perf_counter() - t
             answer.reasoning = reasoning
         else:
@@ -237,8 +242,7 @@ class Agent:
         held = set().union(*(retriever.document_frequencies(f"{c.title} {c.section} {c.text}") for c in quoted))
         return [] if rare & held else unknown
 
-    def _generate(self, backend, question, citations, on_text, cancel) -> tuple[str, str]:
-        sources = [source_text(c.n, c.title, c.section, c.text) for c in citations] if citations else None
+    def _generate(self, backend, question, sources, on_text, cancel) -> tuple[str, str]:
         prompt = build_prompt(question, sources)
         thinking, rest = self.settings.phases()
         reasoning = _stream(backend.generate(prompt, thinking, stop=[THINK_CLOSE], cancel=cancel), on_text, "reasoning")
@@ -273,9 +277,9 @@ class Agent:
         best = float(self.reader.scores(question, units, rank={}, rare_words=rare).max())
         return best >= quotes[0].score - CLOSE_TO_BEST
 
-    def _read(self, question: str, citations: list[Citation], rare_words: frozenset[str]) -> list[Quote]:
-        return self.reader.read(question, [(c.n, c.title, c.section, c.text) for c in citations],
-                                skip=looks_like_injection, rare_words=rare_words)
+    def _score_units(self, question: str, citations: list[Citation], rare_words: frozenset[str]) -> list[tuple[Unit, float]]:
+        return self.reader.scored(question, [(c.n, c.title, c.section, c.text) for c in citations],
+                                  skip=looks_like_injection, rare_words=rare_words)
 
 
 def quoted(quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
@@ -284,6 +288,25 @@ def quoted(quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
         return "The retrieved sources contain no sentence that answers this.", []
     checks = [SentenceCheck(f"{q.about}: {q.text} [{q.n}]", [q.n], True, "quoted from the source") for q in quotes]
     return "From the sources:\n\n" + "\n".join(f"- **{q.about}:** {q.text} [{q.n}]" for q in quotes), checks
+
+
+def focused_sources(passages: list[tuple[int, str, str, str]], scored: list[tuple[Unit, float]],
+                    keep: int = FOCUS_UNITS) -> list[SourceText]:
+    """What the model reads: each passage (n, title, section, text) cut down to its units among the `keep` the
+    evidence reader scored best, in the passage's order, one per line (list items with their lead-in, table rows
+    with their headers); a passage with none of them is left out, its number kept. A 270M reader handed five
+    whole passages copies the wrong line or the wrong passage (docs/benchmarks.md); handed the few lines that
+    can answer, it has only to choose and cite. `keep` 0: the whole passages."""
+    if not keep or not scored:
+        return [source_text(*p) for p in passages]
+    best = sorted(range(len(scored)), key=lambda i: -scored[i][1])[:keep]
+    kept = [scored[i][0] for i in sorted(best) if scored[i][1] != float("-inf")]
+    sources = []
+    for n, title, section, _ in passages:
+        lines = [f"- {unit.text}" for unit in kept if unit.n == n]
+        if lines:
+            sources.append(source_text(n, title, section, "\n".join(lines)))
+    return sources or [source_text(*p) for p in passages]  # every unit about another drug: let the check judge
 
 
 def source_text(n: int, title: str, section: str, text: str) -> SourceText:

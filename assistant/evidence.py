@@ -275,11 +275,25 @@ class EvidenceReader:
         """`passages`: (n, title, section, text) in retrieval order; `skip(text)` drops units (e.g. injections);
         `rare_words`: stems of the question's words that few indexed chunks hold (its drug, test or score:
         "nihss", "curb"), which mark the units about the question's subject."""
+        return self.quotes(question, self.scored(question, passages, skip, rare_words), limit, rare_words)
+
+    def scored(self, question: str, passages: list[tuple[int, str, str, str]], skip=lambda text: False,
+               rare_words: frozenset[str] = frozenset()) -> list[tuple[Unit, float]]:
+        """Every quotable unit of the passages with its score, in passage order (-inf: about another drug)."""
         candidates = self.candidates(passages, skip)
         if not candidates:
             return []
         scores = self.scores(question, candidates, rank={p[0]: r for r, p in enumerate(passages)},
                              rare_words=rare_words)
+        return list(zip(candidates, scores.tolist()))
+
+    def quotes(self, question: str, scored: list[tuple[Unit, float]], limit: int = MAX_QUOTES,
+               rare_words: frozenset[str] = frozenset()) -> list[Quote]:
+        """The best unit, and up to `limit - 1` more that score close to it (see the module docstring)."""
+        if not scored:
+            return []
+        candidates = [unit for unit, _ in scored]
+        scores = np.array([score for _, score in scored])
         asked = drugs_named(question)
         order = np.argsort(-scores)
         best = float(scores[order[0]])
@@ -297,7 +311,7 @@ class EvidenceReader:
             if chosen and other_note and (not _says_subject(asked, rare_words, unit.text)
                                           or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
                 continue
-            if any(_contains(q.text, unit.text) for q in chosen):
+            if any(contains(q.text, unit.text) for q in chosen):
                 continue
             chosen.append(Quote(unit.n, _with_figure(unit, candidates), unit.about, round(float(scores[i]), 4)))
         return chosen
@@ -407,6 +421,6 @@ def _unique(candidates: list[Unit]) -> list[Unit]:
     return kept
 
 
-def _contains(a: str, b: str) -> bool:
+def contains(a: str, b: str) -> bool:
     x, y = _normal(a), _normal(b)
     return x in y or y in x

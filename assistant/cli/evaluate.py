@@ -1,4 +1,4 @@
-"""`medassist eval`: multiple-choice accuracy, the evaluation index, retrieval recall."""
+"""`medassist eval`: multiple-choice accuracy, the evaluation index, retrieval recall, the reader's rows."""
 
 from __future__ import annotations
 
@@ -170,6 +170,35 @@ def build_index(obj, index_home, medquad, openfda):
               f"{kb.manifest.count_ready_chunks()} chunks in {shown(str(kb.home))}.")
     if counts["failed"]:
         sys.exit(1)
+
+
+@evaluate.command("reader-rows")
+@click.option("--in", "in_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Rows from `medassist finetune reader-data` (train.jsonl, heldout.jsonl).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Where to write them.")
+@click.option("--units", default=None, type=click.IntRange(1), help="Lines kept per row (default: what the agent keeps).")
+@click.pass_obj
+def reader_rows(obj, in_dir, out_dir, units):
+    """Show the reader's training rows as the agent shows passages to its model: each row's passages cut
+    to the lines the evidence reader scores best for its question (the lines holding the answer always
+    kept), so that the reader is trained on what it will read. About 0.3 s a row on 2 CPU cores.
+    """
+    from assistant.agent import FOCUS_UNITS
+    from assistant.evidence import EvidenceReader
+    from assistant.reader_rows import focus_rows
+    from index.embed import Embedder
+
+    files = [Path(in_dir) / name for name in ("train.jsonl", "heldout.jsonl") if (Path(in_dir) / name).exists()]
+    if not files:
+        raise click.ClickException(f"{in_dir} holds neither train.jsonl nor heldout.jsonl")
+    reader = EvidenceReader(Embedder(obj.config.embed_model, compute_dtype=obj.config.compute_dtype))
+    for path in files:
+        try:
+            count = focus_rows(path, Path(out_dir) / path.name, reader, units or FOCUS_UNITS,
+                               say=lambda line: err.print(line))
+        except (KeyError, TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            raise click.ClickException(f"{path}: not reader rows ({exc})") from None
+        err.print(f"{path.name}: {count} rows written to {Path(out_dir) / path.name}")
 
 
 @evaluate.command("retrieval")

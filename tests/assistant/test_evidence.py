@@ -242,10 +242,11 @@ def test_evidence_comes_first_and_only_a_relevant_supported_answer_replaces_it(m
     kb.ingest(notes.values())
     question = "What raises lithium levels?"
 
-    # Every sentence passes the check (copied word for word, cited correctly), but from the gout note.
-    off_topic = ScriptedBackend("", lambda prompt: "Colchicine 500 micrograms two to four times daily, or an NSAID "
-                                "such as naproxen, treats an acute gout flare "
-                                f"[{number_of(prompt, 'Gout flare', 'First line')}].")
+    # Every sentence passes the check (copied word for word, cited correctly), but from the appendicitis note
+    # (the gout note's lines name other drugs than lithium, so the model is not even shown them).
+    off_topic = ScriptedBackend("", lambda prompt: "Periumbilical pain migrating to the right iliac fossa, anorexia "
+                                "and fever suggest appendicitis "
+                                f"[{number_of(prompt, 'Appendicitis', 'Signs')}].")
     shown = []
     answer = Agent(kb, lambda: off_topic).ask(question, on_evidence=lambda a: shown.append(
         (a.mode, a.answer, len(off_topic.prompts))))
@@ -254,7 +255,7 @@ def test_evidence_comes_first_and_only_a_relevant_supported_answer_replaces_it(m
     assert len(off_topic.prompts) == 2  # ... and the model did write an answer afterwards
     assert answer.generated and all(s.supported for s in answer.generated), answer.generated
     assert answer.mode == "extractive" and answer.answer == shown[0][1]
-    assert "Colchicine" not in answer.answer and "Thiazide diuretics" in answer.answer
+    assert "Periumbilical" not in answer.answer and "Thiazide diuretics" in answer.answer
 
     relevant = ScriptedBackend("", lambda prompt: "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium "
                                f"levels [{number_of(prompt, 'Lithium monitoring', 'Interactions')}].")

@@ -1,0 +1,114 @@
+"""What the model reads: retrieved passages cut to the lines that can answer (agent.focused_sources), at
+inference (the agent's prompt) and in the reader's training rows (assistant/reader_rows.py), with the real
+MiniLM embedder and a real knowledge base."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from click.testing import CliRunner
+
+from assistant.agent import Agent
+from assistant.cli import main
+from assistant.evidence import EvidenceReader
+from assistant.reader_rows import focus_row
+from conftest import write_note
+from test_evidence import DOAC_TABLE, ScriptedBackend
+
+COUNSELLING = "\n".join(f"- {line}" for line in (
+    "Keep the tablets in the original pack at room temperature.",
+    "Carry an anticoagulant alert card when travelling abroad.",
+    "Tell the dentist before any extraction or deep cleaning.",
+    "Report black stools, blood in the urine or heavy bruising at once.",
+    "Avoid contact sports that risk a head injury while on treatment.",
+    "Bring every repeat prescription request a week before running out.",
+    "Pharmacists can check new over-the-counter remedies for interactions.",
+    "A leaflet in large print is available on request from the clinic.",
+    "Wear a medical alert bracelet if you live alone.",
+    "Keep a list of your medicines in your wallet or phone.",
+    "Ask before starting herbal remedies such as St John's wort.",
+    "Book the annual review with the practice nurse.",
+))
+
+
+def sources_in(prompt: str) -> dict[int, tuple[str, list[str]]]:
+    """The prompt's numbered sources: number -> (heading, its lines)."""
+    block = prompt.split("### Sources:\n", 1)[1].split("\n### Question:", 1)[0]
+    found = {}
+    for part in re.split(r"^\[(\d+)\] ", block, flags=re.M)[1:]:
+        if part.isdigit():
+            number = int(part)
+        else:
+            heading, *lines = part.strip().splitlines()
+            found[number] = (heading, lines)
+    return found
+
+
+def test_the_model_reads_only_the_lines_that_can_answer_and_never_another_drugs_rule(make_kb, tmp_path):
+    folder = tmp_path / "notes"
+    kb = make_kb()
+    kb.ingest([
+        write_note(folder, "metformin.md", "Metformin", "medication", {
+            "Renal impairment": "eGFR 30–44: review the dose, usually limiting it to 1 g/day.\n\neGFR below 30: stop it.",
+        }),
+        write_note(folder, "doac.md", "DOAC dosing", "medication", {
+            "Renal adjustment": DOAC_TABLE, "Counselling": COUNSELLING}),
+    ])
+    backend = ScriptedBackend("", "Apixaban 2.5 mg twice daily [1].")
+    answer = Agent(kb, lambda: backend).ask("apixaban dose with eGFR 25?")
+    shown = sources_in(backend.prompts[0])
+    lines = [line for _, texts in shown.values() for line in texts]
+    assert any(line.startswith("- Apixaban — Standard: 5 mg twice daily; Reduced dose: 2.5 mg") for line in lines), lines
+    assert all(line.startswith("- ") for line in lines)
+    assert len(lines) == 8  # FOCUS_UNITS of the 14 units the DOAC note has
+    assert "1 g/day" not in backend.prompts[0]  # metformin's rule never reaches the model: another drug's
+    by_number = {c.n: c for c in answer.citations}  # each source keeps its citation's number and heading
+    assert shown and all(heading == f"{by_number[n].title} > {by_number[n].section}"
+                         for n, (heading, _) in shown.items())
+
+
+def row(answer_line: str) -> dict:
+    oracle = "\n".join(f"- {line}" for line in (
+        "Quarry lung is a lung disease caused by breathing in silica dust over many years.",
+        "Cough and breathlessness come on slowly and get worse after exposure stops.",
+        answer_line,
+        "Smoking makes the disease progress faster and should stop.",
+        "A chest X-ray shows small nodules in the upper parts of both lungs.",
+    ))
+    return {"Question": "How is quarry lung treated?", "Complex_CoT": "Source [2] (Quarry lung > Treatment) answers.",
+            "Response": f"{answer_line} [2]", "oracle": 2, "answerable": True, "sources": [
+                {"number": 1, "heading": "Asthma > Triggers", "text": "- Cold air and exercise can trigger asthma."},
+                {"number": 2, "heading": "Quarry lung > Treatment", "text": oracle},
+                {"number": 3, "heading": "Hay fever", "text": "Pollen counts peak in early summer in most places."}]}
+
+
+def test_a_training_row_keeps_the_line_that_holds_its_answer_and_its_numbering(embedder):
+    answer_line = "There is no cure; oxygen and pulmonary rehabilitation ease symptoms."
+    original = row(answer_line)
+    focused = focus_row(original, EvidenceReader(embedder), keep=2)
+    shown = {s["number"]: s for s in focused["sources"]}
+    assert shown[2]["heading"] == "Quarry lung > Treatment"
+    assert f"- {answer_line}" in shown[2]["text"].splitlines()
+    assert len(shown[2]["text"].splitlines()) <= 3  # the answer's line and at most the two best others
+    assert sum(len(s["text"].splitlines()) for s in focused["sources"]) == 3  # the two best lines + the answer's
+    assert {k: v for k, v in focused.items() if k != "sources"} == {k: v for k, v in original.items() if k != "sources"}
+
+
+def test_the_rows_command_rewrites_both_files_and_names_a_bad_one(tmp_path, embedder):
+    rows_in, rows_out = tmp_path / "in", tmp_path / "out"
+    rows_in.mkdir()
+    (rows_in / "train.jsonl").write_text(json.dumps(row("Oxygen eases breathlessness at rest.")) + "\n")
+    (rows_in / "heldout.jsonl").write_text(json.dumps(row("Rehabilitation helps exercise tolerance.")) + "\n")
+    args = ["--home", str(tmp_path / "home"), "eval", "reader-rows", "--in", str(rows_in), "--out", str(rows_out),
+            "--units", "3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for name in ("train.jsonl", "heldout.jsonl"):
+        rewritten = [json.loads(line) for line in (rows_out / name).read_text().splitlines()]
+        assert len(rewritten) == 1 and sum(len(s["text"].splitlines()) for s in rewritten[0]["sources"]) <= 4
+
+    (rows_in / "train.jsonl").write_text('{"Question": "no sources here"}\n')
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "train.jsonl: not reader rows" in result.output
+    assert "Traceback" not in result.output
