@@ -186,7 +186,7 @@ class Agent:
         # enough: a sentence copied from the wrong passage passes the check, so the answer must also read
         # as an answer to this question as well as the quotes do (the evidence reader's own score).
         if (supported and len(supported) * 2 >= len(checked)
-                and self._answers_as_well(searched, supported, answer.citations, quotes, rare)):
+                and self._against_quotes(searched, supported, answer.citations, quotes, rare) >= -CLOSE_TO_BEST):
             answer.mode = "generated"
             answer.answer, answer.sentences = " ".join(s.text for s in supported), supported
         timings["check_s"] = time.perf_counter() - t
@@ -266,16 +266,17 @@ class Agent:
                 checks.append(SentenceCheck(plain, cited, support.supported, support.reason))
         return checks
 
-    def _answers_as_well(self, question: str, generated: list[SentenceCheck], citations: list[Citation],
-                         quotes: list[Quote], rare: frozenset[str]) -> bool:
-        """Does the model's best sentence score, by the evidence reader's measure, close to the best quote?"""
+    def _against_quotes(self, question: str, generated: list[SentenceCheck], citations: list[Citation],
+                        quotes: list[Quote], rare: frozenset[str]) -> float:
+        """How the model's best sentence scores, by the evidence reader's measure, minus the best quote's score
+        (0 when there are no quotes): the model's answer replaces the quotes only when it is close to them."""
         if not quotes:
-            return True
+            return 0.0
         by_number = {c.n: c for c in citations}
         units = [Unit(s.citations[0], _CITATION.sub("", s.text).strip(),
                       about(by_number[s.citations[0]].title, by_number[s.citations[0]].section)) for s in generated]
         best = float(self.reader.scores(question, units, rank={}, rare_words=rare).max())
-        return best >= quotes[0].score - CLOSE_TO_BEST
+        return best - quotes[0].score
 
     def _score_units(self, question: str, citations: list[Citation], rare_words: frozenset[str]) -> list[tuple[Unit, float]]:
         return self.reader.scored(question, [(c.n, c.title, c.section, c.text) for c in citations],

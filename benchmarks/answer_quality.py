@@ -72,13 +72,10 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
         return result
     result["fact"] = any(re.search(f, text, re.I) for f in row["facts"])
     result["source"] = any(by_n[n].title in expected_titles for n in used)
-    misattributed = []
-    if answer.mode == "extractive":
-        for s in answer.sentences:
-            cited = [by_n[n] for n in s.citations if n in by_n]
-            if not any(c.title in expected_titles for c in cited) and not mentions(row["subject"], s.text):
-                misattributed.append(s.text)
-    result["misattributed"] = misattributed
+    # A sentence shown (quoted or generated) that cites no expected note and does not name the question's subject.
+    result["misattributed"] = [s.text for s in answer.sentences
+                               if not any(by_n[n].title in expected_titles for n in s.citations if n in by_n)
+                               and not mentions(row["subject"], s.text)]
     # ALCE-style citation recall / precision over the statements shown, the checker as the judge.
     statements = []
     for s in answer.sentences:
@@ -125,12 +122,22 @@ def main() -> None:
     rows = [r for r in read_jsonl(HERE / "data" / "answer_questions.jsonl") if args.split in ("all", r["split"])]
     rows = rows[: args.limit] if args.limit else rows
     titles, results = note_titles(), []
+    # The gate the model's answer must pass to replace the quotes (its best sentence against the best quote, by
+    # the evidence reader's score), recorded so that another margin can be judged without running again.
+    margins, against_quotes = [], agent._against_quotes
+    agent._against_quotes = lambda *args: margins.append(against_quotes(*args)) or margins[-1]
     for number, row in enumerate(rows, start=1):
-        evidence_at = []
+        evidence_at, margins[:] = [], []
         t = time.perf_counter()
-        answer = agent.ask(row["question"], on_evidence=lambda a: evidence_at.append(time.perf_counter() - t))
+        answer = agent.ask(row["question"], on_evidence=lambda a: evidence_at.append(
+            (time.perf_counter() - t, shown_text(a))))
         result = score(row, answer, titles, agent.checker)
-        result["evidence_s"] = evidence_at[0] if evidence_at else None
+        result["evidence_s"] = evidence_at[0][0] if evidence_at else None
+        if row["kind"] == "clinical" and evidence_at:
+            supported = " ".join(g.text for g in answer.generated if g.supported)
+            result["evidence_fact"] = any(re.search(f, evidence_at[0][1], re.I) for f in row["facts"])
+            result["generated_fact"] = bool(supported) and any(re.search(f, supported, re.I) for f in row["facts"])
+            result["margin"] = round(margins[0], 4) if margins else None
         results.append(result)
         flag = "" if row["kind"] == "off_topic" else ("fact " if result["fact"] else "MISS ") + (
             "src" if result["source"] else "SRC?")

@@ -4,6 +4,8 @@
 # Carry .gpu/site.tar.gz (make-bundle.sh), .gpu/reader-data (`medassist finetune reader-data --out
 # .gpu/reader-data`) and .gpu/expected_ids.json, then, from the repository root there:
 #   bash benchmarks/reader_gpu.sh [max_steps [finetune train options]]        # the adapter and run files come back in $OUT/reader.tgz
+# READER_DATA names another folder of rows (default .gpu/reader-data), e.g. .gpu/reader-focus from
+# `medassist eval reader-rows --in .gpu/reader-data --out .gpu/reader-focus` (the rows as the agent shows them).
 # expected_ids.json holds the CPU tokenizer's ids for a short text; the tokenizer built on the GPU must give
 # the same, <bos> first (../shared/GPU.md says why). Write it on the CPU with:
 #   .venv/bin/python -c 'import json,sys; from transformers import AutoTokenizer; \
@@ -11,6 +13,7 @@
 #     ~/.local/share/medassist/models/gemma-3-270m > .gpu/expected_ids.json
 set -euo pipefail
 steps=${1:-300}; shift || true  # the rest of the arguments go to `finetune train` (e.g. --backend hf)
+data=${READER_DATA:-.gpu/reader-data}
 mkdir -p /root/site && tar xzf .gpu/site.tar.gz -C /root/site
 export PYTHONPATH=/root/site:$PWD HF_HUB_OFFLINE=1 TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 [ -f /root/gemma-3-270m.gguf ] || cat /root/parts/model.part* > /root/gemma-3-270m.gguf
@@ -23,7 +26,7 @@ print('tokenizer ids', ids[:8], 'equal to the CPU' if ids == want else 'DIFFER F
 assert ids == want and ids[0] == 2"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "from finetune.cli import finetune; finetune()" train --config gemma3_270m_reader \
-  --model /root/gemma-3-270m --data .gpu/reader-data/train.jsonl --output "/root/reader-$steps" --max-steps "$steps" \
+  --model /root/gemma-3-270m --data "$data/train.jsonl" --output "/root/reader-$steps" --max-steps "$steps" \
   --set output.merged=false --set output.gguf=null "$@"
 tar czf "$OUT/reader.tgz" -C "/root/reader-$steps" --exclude='adapter/tokenizer*' .
 ls -la "/root/reader-$steps/adapter"
