@@ -292,16 +292,19 @@ def quoted(quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
 
 
 def focused_sources(passages: list[tuple[int, str, str, str]], scored: list[tuple[Unit, float]],
-                    keep: int = FOCUS_UNITS) -> list[SourceText]:
+                    keep: int = FOCUS_UNITS, always: frozenset[int] = frozenset()) -> list[SourceText]:
     """What the model reads: each passage (n, title, section, text) cut down to its units among the `keep` the
-    evidence reader scored best, in the passage's order, one per line (list items with their lead-in, table rows
-    with their headers); a passage with none of them is left out, its number kept. A 270M reader handed five
-    whole passages copies the wrong line or the wrong passage (docs/benchmarks.md); handed the few lines that
-    can answer, it has only to choose and cite. `keep` 0: the whole passages."""
+    evidence reader scored best (those at the indices `always` of `scored` among them), one per line, the best first
+    (list items with their lead-in, table rows with their headers); a passage with none of them is left out, its
+    number kept. A 270M reader handed five whole passages copies the wrong line or the wrong passage, most often
+    the first line of one (docs/benchmarks.md); handed the few lines that can answer, the likeliest first, it has
+    only to choose and cite. `keep` 0: the whole passages."""
     if not keep or not scored:
         return [source_text(*p) for p in passages]
-    best = sorted(range(len(scored)), key=lambda i: -scored[i][1])[:keep]
-    kept = [scored[i][0] for i in sorted(best) if scored[i][1] != float("-inf")]
+    best = [i for i in sorted(range(len(scored)), key=lambda i: -scored[i][1]) if scored[i][1] != float("-inf")]
+    chosen = set(always) & set(best)
+    chosen |= set([i for i in best if i not in chosen][:max(0, keep - len(chosen))])
+    kept = [scored[i][0] for i in best if i in chosen]
     sources = []
     for n, title, section, _ in passages:
         lines = [f"- {unit.text}" for unit in kept if unit.n == n]

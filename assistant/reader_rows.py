@@ -5,10 +5,10 @@ the model only the lines the evidence reader scores best. This rewrites each row
 so that the reader is trained on what it will read. It lives here, not in finetune/, because it needs the
 assistant's evidence reader and the index's embedder (finetune depends on nothing of ours).
 
-An answerable row always keeps the lines that hold its answer, in place of the lowest-scored others: the
-answer must stay copyable (at inference the evidence reader's best lines hold the answer for most
-questions; where they do not, no reader could copy it). Its target and reasoning line are unchanged (they name passage numbers, which
-are kept).
+An answerable row always keeps the lines that hold its answer (in place of the lowest-scored others, each
+in the place its score gives it): the answer must stay copyable (at inference the evidence reader's best
+lines hold the answer for most questions; where they do not, no reader could copy it). Its target and
+reasoning line are unchanged: they name passage numbers, which are kept.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ def focus_row(row: dict, reader: EvidenceReader, keep: int = FOCUS_UNITS) -> dic
     """One row (finetune/reader_data.py's shape) with each passage cut to the lines the model would read."""
     passages = [(s["number"], *_title_section(s["heading"]), s["text"]) for s in row["sources"]]
     scored = reader.scored(row["Question"], passages)
+    holds = frozenset()
     if row.get("oracle"):
         answer = split_sentences(_CITED.sub("", row["Response"]))
-        holds = [i for i, (unit, _) in enumerate(scored)
-                 if unit.n == row["oracle"] and any(contains(unit.text, s) for s in answer)]
-        for i in holds:  # kept first, whatever they scored
-            scored[i] = (scored[i][0], float("inf"))
-    sources = focused_sources(passages, scored, keep)
+        holds = frozenset(i for i, (unit, _) in enumerate(scored)
+                          if unit.n == row["oracle"] and any(contains(unit.text, s) for s in answer))
+    sources = focused_sources(passages, scored, keep, always=holds)
     return {**row, "sources": [{"number": s.number, "heading": s.heading, "text": s.text} for s in sources]}
 
 

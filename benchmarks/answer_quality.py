@@ -10,9 +10,11 @@ test half (reported). For each question the agent answers as `medassist ask` wou
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
 - right source cited: a citation the answer uses comes from an expected note;
-- misattributed quotes: a quote that names neither the question's subject nor comes from an expected
-  note (a sentence about another drug or score, read as if it answered this question);
-- off-topic abstained; answers in generated mode; generated sentences supported by the check;
+- misattributed quotes: a sentence shown (quoted, or the model's) that names neither the question's subject
+  nor comes from an expected note (about another drug or score, read as if it answered this question);
+- off-topic abstained; answers in generated mode; answers where the model declined ("The sources do not
+  say.", the tuned reader's trained words: the quotes stand); the model's sentences supported by the check,
+  declines aside, and in the answers shown;
 - ALCE citation recall and precision (Gao et al. 2023, "Enabling LLMs to generate text with
   citations"), our grounding checker as the judge instead of an NLI model: a statement is recalled
   when its cited passages together support it; a citation is precise unless it is irrelevant (it
@@ -34,6 +36,7 @@ from pathlib import Path
 from common import machine, machine_line, read_jsonl, save, summary, table
 
 from assistant.agent import Agent
+from finetune.reader_data import NOT_IN_SOURCES
 from corpus import STARTER_DIR
 
 HERE = Path(__file__).parent
@@ -90,7 +93,9 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
             precise.append(alone or not (rest and checker.check(claim, rest).supported))
         statements.append({"recalled": recalled, "precise": precise})
     result["statements"] = statements
-    result["generated"] = [{"supported": s.supported} for s in answer.generated]
+    result["generated"] = [{"supported": s.supported, "text": s.text, "reason": s.reason} for s in answer.generated]
+    # The reader's trained "The sources do not say.": a decline, not a claim; the quotes stand.
+    result["declined"] = bool(answer.generated) and answer.generated[0].text.startswith(NOT_IN_SOURCES)
     return result
 
 
@@ -164,7 +169,8 @@ def summarise(results: list[dict]) -> dict:
     answered = [r for r in clinical if not r["abstained"]]
     statements = [s for r in clinical for s in r["statements"]]
     citations = [p for s in statements for p in s["precise"]]
-    generated = [g for r in clinical for g in r["generated"]]
+    generated = [g for r in clinical if not r.get("declined") for g in r["generated"]]
+    shown = [g for r in answered if r["mode"] == "generated" for g in r["generated"]]
     share = lambda part, whole: f"{part}/{whole} = {part / whole:.2f}" if whole else "n/a"  # noqa: E731
     evidence = [r["evidence_s"] for r in clinical if r["evidence_s"] is not None]
     totals = [r["timings"]["total_s"] for r in results]
@@ -178,7 +184,10 @@ def summarise(results: list[dict]) -> dict:
         "clinical abstained": share(len(clinical) - len(answered), len(clinical)),
         "off-topic abstained": share(sum(r["abstained"] for r in off), len(off)),
         "answers in generated mode": share(sum(r["mode"] == "generated" for r in answered), len(answered)),
-        "generated sentences supported": share(sum(g["supported"] for g in generated), len(generated)),
+        "model declined (\"the sources do not say\")": share(sum(r.get("declined", False) for r in answered),
+                                                          len(answered)),
+        "generated sentences supported (declines aside)": share(sum(g["supported"] for g in generated), len(generated)),
+        "... of answers in generated mode": share(sum(g["supported"] for g in shown), len(shown)),
         "ALCE citation recall": share(sum(s["recalled"] for s in statements), len(statements)),
         "ALCE citation precision": share(sum(citations), len(citations)),
         "evidence on screen (s) p50 / p95": f"{summary(evidence).get('median')} / {summary(evidence).get('p95')}",
