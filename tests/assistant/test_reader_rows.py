@@ -1,6 +1,6 @@
 """What the model reads: retrieved passages cut to the lines that can answer (agent.focused_sources), at
 inference (the agent's prompt) and in the reader's training rows (assistant/reader_rows.py), with the real
-MiniLM embedder and a real knowledge base."""
+MiniLM embedder and a real knowledge base; and how its checked answer is shown with the quotes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import re
 
 from click.testing import CliRunner
 
-from assistant.agent import Agent
+from assistant.agent import Agent, SentenceCheck, led_by_the_model
 from assistant.cli import main
-from assistant.evidence import EvidenceReader
+from assistant.evidence import EvidenceReader, Quote
 from assistant.reader_rows import focus_row
 from conftest import write_note
 from test_evidence import DOAC_TABLE, ScriptedBackend
@@ -112,3 +112,17 @@ def test_the_rows_command_rewrites_both_files_and_names_a_bad_one(tmp_path, embe
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0 and "train.jsonl: not reader rows" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_models_answer_leads_and_the_quotes_it_did_not_restate_stay_under_it():
+    quotes = [Quote(1, "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels.", "Lithium › Interactions", 1.2),
+              Quote(2, "Levels are checked 12 hours after the dose.", "Lithium › Levels", 1.1)]
+    model = [SentenceCheck("Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels [1].", [1], True)]
+    text, sentences = led_by_the_model(model, quotes)
+    lead, rest = text.split("\n\nAlso in the sources:\n\n")
+    assert lead == model[0].text
+    assert rest == "- **Lithium › Levels:** Levels are checked 12 hours after the dose. [2]"  # the restated one once
+    assert [s.citations for s in sentences] == [[1], [2]] and all(s.supported for s in sentences)
+
+    everything = [SentenceCheck(f"{q.text[:-1]} [{q.n}].", [q.n], True) for q in quotes]
+    assert led_by_the_model(everything, quotes)[0] == " ".join(s.text for s in everything)  # nothing left to add
