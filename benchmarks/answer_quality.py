@@ -82,8 +82,8 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
     # ALCE-style citation recall / precision over the statements shown, the checker as the judge.
     statements = []
     for s in answer.sentences:
-        claim = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]", "", s.text.split(": ", 1)[-1] if answer.mode == "extractive"
-                       else s.text)
+        quote = s.reason == "quoted from the source"  # "About › Section: text [n]", also under a model's answer
+        claim = re.sub(r"\s*\[\d+(?:,\s*\d+)*\]", "", s.text.split(": ", 1)[-1] if quote else s.text)
         cited = [by_n[n].text for n in s.citations if n in by_n]
         recalled = bool(cited) and checker.check(claim, cited).supported
         precise = []
