@@ -60,7 +60,9 @@ def ask(obj, question, as_json, route, backend, model, adapter, base_url, no_rag
         print(json.dumps(answer.as_dict(), indent=2, ensure_ascii=False))
         return
     if printed and answer.mode != "generated":
-        out.print("[dim]The model's answer did not pass the citation check: the quotes above stand.[/]")
+        why = ("passed the citation check but answers the question less closely than the quotes"
+               if any(s.supported for s in answer.generated) else "did not pass the citation check")
+        out.print(f"[dim]The model's answer {why}: the quotes above stand.[/]")
     elif printed:
         out.print("\n[bold]Model answer[/] [dim](each sentence checked against the source it cites)[/]")
     print_answer(answer, body=not printed or answer.mode == "generated", notice=not printed)
