@@ -28,7 +28,7 @@ _CITED = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 def focus_row(row: dict, reader: EvidenceReader, keep: int = FOCUS_UNITS) -> dict:
     """One row (finetune/reader_data.py's shape) with each passage cut to the lines the model would read."""
     passages = [(s["number"], *_title_section(s["heading"]), s["text"]) for s in row["sources"]]
-    scored = reader.scored(row["Question"], passages)
+    scored = reader.scored(row["Question"], passages)  # no index here, so no rare words: drug names mark the subject
     holds = frozenset()
     if row.get("oracle"):
         answer = split_sentences(_CITED.sub("", row["Response"]))

@@ -181,7 +181,7 @@ def build_index(obj, index_home, medquad, openfda):
 def reader_rows(obj, in_dir, out_dir, units):
     """Show the reader's training rows as the agent shows passages to its model: each row's passages cut
     to the lines the evidence reader scores best for its question (the lines holding the answer always
-    kept), so that the reader is trained on what it will read. About 0.3 s a row on 2 CPU cores.
+    kept), so that the reader is trained on what it will read. 0.15 to 0.4 s a row on 2 CPU cores.
     """
     from assistant.agent import FOCUS_UNITS
     from assistant.evidence import EvidenceReader
