@@ -275,7 +275,7 @@ class Agent:
     def _against_quotes(self, question: str, generated: list[SentenceCheck], citations: list[Citation],
                         quotes: list[Quote], rare: frozenset[str]) -> float:
         """How the model's best sentence scores, by the evidence reader's measure, minus the best quote's score
-        (0 when there are no quotes): the model's answer replaces the quotes only when it is close to them."""
+        (0 when there are no quotes): the model's answer leads the quotes only when it is close to the best."""
         if not quotes:
             return 0.0
         by_number = {c.n: c for c in citations}
@@ -284,7 +284,8 @@ class Agent:
         best = float(self.reader.scores(question, units, rank={}, rare_words=rare).max())
         return best - quotes[0].score
 
-    def _score_units(self, question: str, citations: list[Citation], rare_words: frozenset[str]) -> list[tuple[Unit, float]]:
+    def _score_units(self, question: str, citations: list[Citation],
+                     rare_words: frozenset[str]) -> list[tuple[Unit, float]]:
         return self.reader.scored(question, [(c.n, c.title, c.section, c.text) for c in citations],
                                   skip=looks_like_injection, rare_words=rare_words)
 

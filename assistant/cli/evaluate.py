@@ -176,7 +176,8 @@ def build_index(obj, index_home, medquad, openfda):
 @click.option("--in", "in_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Rows from `medassist finetune reader-data` (train.jsonl, heldout.jsonl).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Where to write them.")
-@click.option("--units", default=None, type=click.IntRange(1), help="Lines kept per row (default: what the agent keeps).")
+@click.option("--units", default=None, type=click.IntRange(1),
+              help="Lines kept per row (default: what the agent keeps).")
 @click.pass_obj
 def reader_rows(obj, in_dir, out_dir, units):
     """Show the reader's training rows as the agent shows passages to its model: each row's passages cut

@@ -50,7 +50,8 @@ def test_the_model_reads_only_the_lines_that_can_answer_and_never_another_drugs_
     kb = make_kb()
     kb.ingest([
         write_note(folder, "metformin.md", "Metformin", "medication", {
-            "Renal impairment": "eGFR 30–44: review the dose, usually limiting it to 1 g/day.\n\neGFR below 30: stop it.",
+            "Renal impairment": "eGFR 30–44: review the dose, usually limiting it to 1 g/day.\n\n"
+                                "eGFR below 30: stop it.",
         }),
         write_note(folder, "doac.md", "DOAC dosing", "medication", {
             "Renal adjustment": DOAC_TABLE, "Counselling": COUNSELLING}),
@@ -115,7 +116,8 @@ def test_the_rows_command_rewrites_both_files_and_names_a_bad_one(tmp_path, embe
 
 
 def test_the_models_answer_leads_and_the_quotes_it_did_not_restate_stay_under_it():
-    quotes = [Quote(1, "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels.", "Lithium › Interactions", 1.2),
+    quotes = [Quote(1, "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels.", "Lithium › Interactions",
+                    1.2),
               Quote(2, "Levels are checked 12 hours after the dose.", "Lithium › Levels", 1.1)]
     model = [SentenceCheck("Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels [1].", [1], True)]
     text, sentences = led_by_the_model(model, quotes)
