@@ -38,7 +38,7 @@ FOCUS_UNITS = 8
 MODEL_MARGIN = 0.1
 SPOKEN = 2  # chunks: an abbreviation the notes use this often is searched as written, not spelled out
 
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 @dataclass
@@ -263,12 +263,12 @@ class Agent:
         by_number = {c.n: c for c in citations}
         checks = []
         for sentence in split_sentences(text):
-            cited = sorted({int(n) for group in _CITATION.findall(sentence) for n in group.split(",")} & set(by_number))
-            plain = _CITATION.sub(lambda m: _keep_valid(m, by_number), sentence).strip()
+            cited = sorted({int(n) for group in CITATION.findall(sentence) for n in group.split(",")} & set(by_number))
+            plain = CITATION.sub(lambda m: _keep_valid(m, by_number), sentence).strip()
             if not cited:
                 checks.append(SentenceCheck(plain, [], False, "no citation"))
             else:
-                support = self.checker.check(_CITATION.sub("", plain), [by_number[n].text for n in cited])
+                support = self.checker.check(CITATION.sub("", plain), [by_number[n].text for n in cited])
                 checks.append(SentenceCheck(plain, cited, support.supported, support.reason))
         return checks
 
@@ -279,7 +279,7 @@ class Agent:
         if not quotes:
             return 0.0
         by_number = {c.n: c for c in citations}
-        units = [Unit(s.citations[0], _CITATION.sub("", s.text).strip(),
+        units = [Unit(s.citations[0], CITATION.sub("", s.text).strip(),
                       about(by_number[s.citations[0]].title, by_number[s.citations[0]].section)) for s in generated]
         best = float(self.reader.scores(question, units, rank={}, rare_words=rare).max())
         return best - quotes[0].score
@@ -300,7 +300,7 @@ def quoted(quotes: list[Quote], heading: str = "From the sources:") -> tuple[str
 
 def led_by_the_model(supported: list[SentenceCheck], quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
     """The model's checked sentences, then the quotes none of them restates."""
-    said = [_CITATION.sub("", s.text) for s in supported]
+    said = [CITATION.sub("", s.text) for s in supported]
     rest = [q for q in quotes if not any(contains(q.text, text) for text in said)]
     text = " ".join(s.text for s in supported)
     if not rest:

@@ -14,15 +14,12 @@ reasoning line are unchanged: they name passage numbers, which are kept.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Callable
 
-from assistant.agent import FOCUS_UNITS, focused_sources
+from assistant.agent import CITATION, FOCUS_UNITS, focused_sources
 from assistant.evidence import EvidenceReader, contains
 from assistant.grounding import split_sentences
-
-_CITED = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 
 
 def focus_row(row: dict, reader: EvidenceReader, keep: int = FOCUS_UNITS) -> dict:
@@ -31,7 +28,7 @@ def focus_row(row: dict, reader: EvidenceReader, keep: int = FOCUS_UNITS) -> dic
     scored = reader.scored(row["Question"], passages)  # no index here, so no rare words: drug names mark the subject
     holds = frozenset()
     if row.get("oracle"):
-        answer = split_sentences(_CITED.sub("", row["Response"]))
+        answer = split_sentences(CITATION.sub("", row["Response"]))
         holds = frozenset(i for i, (unit, _) in enumerate(scored)
                           if unit.n == row["oracle"] and any(contains(unit.text, s) for s in answer))
     sources = focused_sources(passages, scored, keep, always=holds)
