@@ -118,6 +118,25 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert drugs_named("eGFR 30–44: review the dose, usually limiting it to 1 g/day.") == set()
 
 
+BANDS = """People with a post-bronchodilator ratio under 0.7 are graded by FEV1:
+
+- GOLD 1 (mild): FEV1 80% predicted or more.
+- GOLD 2 (moderate): FEV1 50–79% predicted.
+- GOLD 3 (severe): FEV1 30–49% predicted.
+- GOLD 4 (very severe): FEV1 under 30% predicted.
+"""
+
+
+@pytest.mark.parametrize("question, band", [("FEV1 72% predicted: which GOLD grade?", "GOLD 2"),
+                                            ("FEV1 45% predicted, what grade?", "GOLD 3"),
+                                            ("Which GOLD grade is an FEV1 of 25%?", "GOLD 4"),
+                                            ("GOLD grade with FEV1 at 85% of predicted?", "GOLD 1")])
+def test_the_band_that_holds_the_value_asked_about_is_quoted_first(embedder, question, band):
+    # The bands read alike to the embedder; the value decides (without it "GOLD 3" led for 72%).
+    quotes = EvidenceReader(embedder).read(question, [(1, "COPD — diagnosis", "Spirometric grades", BANDS)])
+    assert quotes[0].text.split(": ", 1)[-1].startswith(band), [q.text for q in quotes]
+
+
 def test_a_list_lead_in_is_quoted_only_in_front_of_its_items():
     """(Moved from test_grounding with the logic it tests.)"""
     text = ("Consider admission when any of the following is present:\n\n- oxygen saturation below 92%;\n"
