@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, contains
+from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, holds
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -164,6 +164,7 @@ class Agent:
                 on_evidence(answer)
 
         backend = self.backend if self.generate or not use_rag else None
+        sources = None
         if backend is not None:
             answer.model, answer.backend = backend.model_name, backend.name
             t = time.perf_counter()
@@ -182,7 +183,7 @@ class Agent:
             return answer
 
         t = time.perf_counter()
-        checked = self._check(text, answer.citations)
+        checked = self._check(text, answer.citations, sources or [])
         answer.generated = checked
         supported = [s for s in checked if s.supported]
         # Half or more of the model's sentences must pass, or its answer is not trusted at all; those that
@@ -258,14 +259,23 @@ class Agent:
         text = _stream(backend.generate(close_reasoning(prompt, reasoning), rest, cancel=cancel), on_text, "answer")
         return reasoning, text.strip()
 
-    def _check(self, text: str, citations: list[Citation]) -> list[SentenceCheck]:
-        """Each generated sentence with its valid [n] markers, checked against what it cites."""
+    def _check(self, text: str, citations: list[Citation], shown: list[SourceText] = ()) -> list[SentenceCheck]:
+        """Each generated sentence with its valid [n] markers, checked against what it cites. A sentence with no
+        marker that copies a line of what the model was shown word for word is given that line's number and
+        checked like the rest: the tuned reader copies a line that ends in ";" and stops before its marker (no
+        training answer ends that way), and "16–20: moderate to severe;" is as sourced as any quote."""
         by_number = {c.n: c for c in citations}
         checks = []
         for sentence in split_sentences(text):
             cited = sorted({int(n) for group in CITATION.findall(sentence) for n in group.split(",")} & set(by_number))
             plain = CITATION.sub(lambda m: _keep_valid(m, by_number), sentence).strip()
-            if not cited:
+            copied = None if cited else _copied_from(plain, shown)
+            if copied in by_number:
+                support = self.checker.check(plain, [by_number[copied].text])
+                checks.append(SentenceCheck(f"{plain.rstrip(';,: ')} [{copied}]", [copied], support.supported,
+                                            support.reason or f"copied word for word from [{copied}], which "
+                                                              f"the model did not cite"))
+            elif not cited:
                 checks.append(SentenceCheck(plain, [], False, "no citation"))
             else:
                 support = self.checker.check(CITATION.sub("", plain), [by_number[n].text for n in cited])
@@ -299,9 +309,10 @@ def quoted(quotes: list[Quote], heading: str = "From the sources:") -> tuple[str
 
 
 def led_by_the_model(supported: list[SentenceCheck], quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
-    """The model's checked sentences, then the quotes none of them restates."""
+    """The model's checked sentences, then the quotes none of them restates in full (a quote the model cut short
+    stays: "diltiazem or verapamil" without the quote's "Avoid these when LVEF is reduced")."""
     said = [CITATION.sub("", s.text) for s in supported]
-    rest = [q for q in quotes if not any(contains(q.text, text) for text in said)]
+    rest = [q for q in quotes if not any(holds(text, q.text) for text in said)]
     text = " ".join(s.text for s in supported)
     if not rest:
         return text, supported
@@ -329,6 +340,13 @@ def focused_sources(passages: list[tuple[int, str, str, str]], scored: list[tupl
         if lines:
             sources.append(source_text(n, title, section, "\n".join(lines)))
     return sources or [source_text(*p) for p in passages]  # every unit about another drug: let the check judge
+
+
+def _copied_from(sentence: str, shown: list[SourceText]) -> int | None:
+    """The number of the first source shown to the model with a line that holds `sentence` word for word."""
+    words = " ".join(sentence.rstrip(";,:. ").split()).lower()
+    return next((source.number for source in shown for line in source.text.splitlines()
+                 if words and words in " ".join(line.split()).lower()), None)
 
 
 def source_text(n: int, title: str, section: str, text: str) -> SourceText:

@@ -452,6 +452,11 @@ def _unique(candidates: list[Unit]) -> list[Unit]:
     return kept
 
 
+def holds(a: str, b: str) -> bool:
+    """a says all of b, word for word (case, spacing and punctuation aside)."""
+    return _normal(b) in _normal(a)
+
+
 def contains(a: str, b: str) -> bool:
-    x, y = _normal(a), _normal(b)
-    return x in y or y in x
+    """One of the two says all of the other."""
+    return holds(a, b) or holds(b, a)

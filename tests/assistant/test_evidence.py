@@ -284,6 +284,25 @@ def test_evidence_comes_first_and_only_a_relevant_supported_answer_replaces_it(m
     assert [s.supported for s in answer.sentences] == [True]
 
 
+def test_an_uncited_line_copied_word_for_word_gets_its_number_and_other_uncited_text_fails(make_kb, notes):
+    kb = make_kb()
+    kb.ingest(notes.values())
+    question = "What raises lithium levels?"
+    # The tuned reader copies a line and stops before its marker; the line's source is known, so it is cited.
+    copied = ScriptedBackend("", "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels;")
+    answer = Agent(kb, lambda: copied).ask(question)
+    number = number_of(copied.prompts[0], "Lithium monitoring", "Interactions")
+    assert [(s.text, s.citations, s.supported) for s in answer.generated] == [
+        (f"Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels [{number}]", [number], True)]
+    assert answer.mode == "generated" and answer.answer.startswith(answer.generated[0].text)
+
+    # Words of the model's own, uncited, stay unsourced.
+    paraphrase = ScriptedBackend("", "Water tablets and painkillers push lithium levels up.")
+    answer = Agent(kb, lambda: paraphrase).ask(question)
+    assert [(s.citations, s.supported, s.reason) for s in answer.generated] == [([], False, "no citation")]
+    assert answer.mode == "extractive"
+
+
 def test_without_generation_the_model_is_never_loaded_unless_retrieval_is_off(make_kb, notes):
     kb = make_kb()
     kb.ingest(notes.values())

@@ -128,3 +128,7 @@ def test_the_models_answer_leads_and_the_quotes_it_did_not_restate_stay_under_it
 
     everything = [SentenceCheck(f"{q.text[:-1]} [{q.n}].", [q.n], True) for q in quotes]
     assert led_by_the_model(everything, quotes)[0] == " ".join(s.text for s in everything)  # nothing left to add
+
+    cut_short = [SentenceCheck("Thiazide diuretics, ACE inhibitors and NSAIDs [1].", [1], True)]  # the quote, cut short
+    text, sentences = led_by_the_model(cut_short, quotes[:1])
+    assert text.endswith("- **Lithium › Interactions:** " + quotes[0].text + " [1]") and len(sentences) == 2
