@@ -38,8 +38,8 @@ def kb(make_kb, notes):
 
 def test_supported_sentences_replace_the_evidence_and_unsupported_ones_are_dropped(kb):
     backend = ScriptedBackend("Lithium interacts with diuretics.",
-                              "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels [1]. "
-                              "Lithium is safe with any painkiller [9].")
+                              "Thiazide diuretics, ACE inhibitors and NSAIDs raise lithium levels and can cause "
+                              "toxicity [1]. Lithium is safe with any painkiller [9].")  # all the quote says: none under
     shown = []
     answer = Agent(kb, lambda: backend).ask("What raises lithium levels?", on_evidence=lambda a: shown.append(
         (a.mode, a.answer, len(backend.prompts))))
