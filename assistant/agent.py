@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, drugs_named, holds, says_subject
+from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, holds
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -192,13 +192,10 @@ class Agent:
         # as an answer to this question nearly as well as the best quote does (the evidence reader's own score).
         # The quotes the model did not restate stay under its answer: one sentence of it must not hide the
         # quote that held the fact (docs/benchmarks.md: 11 facts of 102 lost on the dev half when it did).
-        # And the rule for a further quote holds for the model's sentences too: one from another note than the best
-        # quote's must name the question's subject itself, or it is dropped.
-        lead = _on_subject(searched, supported, answer.citations, quotes, rare)
-        if (lead and len(supported) * 2 >= len(checked)
-                and self._against_quotes(searched, lead, answer.citations, quotes, rare) >= -MODEL_MARGIN):
+        if (supported and len(supported) * 2 >= len(checked)
+                and self._against_quotes(searched, supported, answer.citations, quotes, rare) >= -MODEL_MARGIN):
             answer.mode = "generated"
-            answer.answer, answer.sentences = led_by_the_model(lead, quotes)
+            answer.answer, answer.sentences = led_by_the_model(supported, quotes)
         timings["check_s"] = time.perf_counter() - t
         answer.timings = _rounded(timings, start)
         return answer
@@ -309,19 +306,6 @@ def quoted(quotes: list[Quote], heading: str = "From the sources:") -> tuple[str
         return "The retrieved sources contain no sentence that answers this.", []
     checks = [SentenceCheck(f"{q.about}: {q.text} [{q.n}]", [q.n], True, "quoted from the source") for q in quotes]
     return f"{heading}\n\n" + "\n".join(f"- **{q.about}:** {q.text} [{q.n}]" for q in quotes), checks
-
-
-def _on_subject(question: str, sentences: list[SentenceCheck], citations: list[Citation], quotes: list[Quote],
-                rare: frozenset[str]) -> list[SentenceCheck]:
-    """The sentences that cite the best quote's note or name the question's subject (its drug, or a rare word of
-    it): a passing line from a related note ("Severe BP without these features: repeat promptly") otherwise reads
-    as the answer to another question, as a further quote from another note would (EvidenceReader.quotes)."""
-    if not quotes:
-        return sentences
-    title = {c.n: c.title for c in citations}
-    asked = drugs_named(question)
-    return [s for s in sentences if title.get(quotes[0].n) in {title.get(n) for n in s.citations}
-            or says_subject(asked, rare, s.text)]
 
 
 def led_by_the_model(supported: list[SentenceCheck], quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:

@@ -323,7 +323,7 @@ class EvidenceReader:
             # and scores closer still: a near-scoring sentence from another note is how a quote ends up read as
             # being about the wrong thing.
             other_note = unit.title != candidates[order[0]].title
-            if chosen and other_note and (not says_subject(asked, rare_words, unit.text)
+            if chosen and other_note and (not _says_subject(asked, rare_words, unit.text)
                                           or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
                 continue
             if any(contains(q.text, unit.text) for q in chosen):
@@ -383,7 +383,7 @@ def _in_range(question: str, texts: list[str]) -> np.ndarray:
     return np.array([1.0 if holds(text) else 0.0 for text in texts])
 
 
-def says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:
+def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:
     """The text itself names the asked drug (or its class), or, for a question naming no drug, a rare word of it."""
     if asked:
         return _relates(asked, drugs_named(text))

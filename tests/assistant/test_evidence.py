@@ -305,35 +305,6 @@ def test_an_uncited_line_copied_word_for_word_gets_its_number_and_other_uncited_
     assert answer.mode == "extractive"
 
 
-def test_a_model_line_from_another_note_that_names_no_subject_does_not_lead(make_kb, tmp_path):
-    kb = make_kb()
-    kb.ingest([write_note(tmp_path, "lithium.md", "Lithium monitoring", "medication", {
-                   "Levels": "Lithium serum levels are checked 12 hours after the dose, aiming for 0.4 to 1.0 mmol/L. "
-                             "A lithium level above 1.5 mmol/L is toxic: stop lithium and check kidney function."}),
-               write_note(tmp_path, "levels.md", "Therapeutic drug monitoring", "medication", {
-                   "High levels": "A level above the range: withhold the next dose and recheck the level within "
-                                  "24 hours."})])
-    question = "Lithium level above the range - withhold the next dose?"
-
-    def line_from(title: str, section: str, line: str):
-        return lambda prompt: f"{line} [{number_of(prompt, title, section)}]."
-
-    # Copied word for word and cited, so it passes the check, and it reads nearly as well as the best quote (within
-    # MODEL_MARGIN); but it is about drug levels in general, and would read as lithium's rule.
-    general = ScriptedBackend("", line_from("Therapeutic drug monitoring", "High levels",
-                                            "A level above the range: withhold the next dose and recheck the level "
-                                            "within 24 hours"))
-    answer = Agent(kb, lambda: general).ask(question)
-    assert [s.supported for s in answer.generated] == [True], answer.generated
-    assert answer.mode == "extractive" and answer.answer.startswith("From the sources")
-
-    own = ScriptedBackend("", line_from("Lithium monitoring", "Levels",
-                                        "A lithium level above 1.5 mmol/L is toxic: stop lithium and check kidney "
-                                        "function"))
-    answer = Agent(kb, lambda: own).ask(question)
-    assert answer.mode == "generated" and answer.answer.startswith("A lithium level above 1.5 mmol/L is toxic")
-
-
 def test_without_generation_the_model_is_never_loaded_unless_retrieval_is_off(make_kb, notes):
     kb = make_kb()
     kb.ingest(notes.values())
