@@ -374,13 +374,13 @@ def _in_range(question: str, texts: list[str]) -> np.ndarray:
     if not values:
         return np.zeros(len(texts))
 
-    def holds(text: str) -> bool:
+    def brackets(text: str) -> bool:
         spans = [(float(a), float(b)) for a, b in _BAND.findall(text)]
         spans += [(float(a or b), math.inf) for a, b in _AT_LEAST.findall(text)]
         spans += [(-math.inf, float(a or b)) for a, b in _AT_MOST.findall(text)]
         return any(low <= v <= high for v in values for low, high in spans)
 
-    return np.array([1.0 if holds(text) else 0.0 for text in texts])
+    return np.array([1.0 if brackets(text) else 0.0 for text in texts])
 
 
 def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:

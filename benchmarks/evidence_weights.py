@@ -1,16 +1,18 @@
-"""Fit the evidence reader's feature weights (assistant/evidence.py WEIGHTS) on the dev half of the answer set.
+"""Judge and fit the evidence reader's feature weights (assistant/evidence.py WEIGHTS) on the dev half of the
+answer set.
 
 The reader scores each quotable unit of the retrieved passages as a weighted sum of its features (dense
-similarity, lexical overlap, question type, subject, retrieval rank). The weights were first set by hand; here
-they are learned: every dev question is asked as the agent asks it (route, retrieval, the same units and
-features), a unit is a positive when its quoted form matches one of the question's fact regexes, and a pairwise
-logistic regression (each positive against each negative of the same question; RankNet with a linear scorer)
-finds the weights that rank positives first. Its own code, in numpy: the problem is five numbers.
+similarity, lexical overlap, question type, subject, retrieval rank, a value in the unit's band). The weights
+are set by hand; here they are judged and learned: every dev question is asked as the agent asks it (route,
+retrieval, the same units and features), a unit is a positive when its quoted form matches one of the
+question's fact regexes, and a pairwise logistic regression (each positive against each negative of the same
+question; RankNet with a linear scorer) finds the weights that rank positives first. Our own code, in numpy:
+the problem is six numbers.
 
-It prints, for the current weights (and, with --sweep, other values of one of them) and the fitted ones, how often the best unit holds the fact and how often
-the quotes the reader would show do ("fact in the quotes", the benchmark's fact measure before abstention),
-the fitted weights under 10-fold cross-validation by question (the honest estimate), then on all of dev.
-The test half is never read.
+It prints how often the best unit holds the fact and how often the quotes the reader would show do (the
+benchmark's fact measure before abstention): for the current weights, for other values of one of them
+(--sweep), and for the fitted ones under 10-fold cross-validation by question (the honest estimate), then
+fitted on all of dev. The test half is never read.
 
     .venv/bin/python benchmarks/evidence_weights.py --home HOME [--sweep in_range=0,0.1,0.2,0.3] [--misses]
 
@@ -56,7 +58,8 @@ def collect(agent: Agent, rows: list[dict]) -> list[dict]:
         features, wrong = reader.features(question, units, {p[0]: r for r, p in enumerate(passages)}, rare)
         shown = [" ".join(_MARKDOWN.sub(" ", f"{u.about}: {_with_figure(u, units)}").split()) for u in units]
         labels = np.array([any(re.search(f, s, re.I) for f in row["facts"]) for s in shown])
-        items.append({"id": row["id"], "facts": row["facts"], "question": question, "rare": rare, "units": units, "x": features,
+        items.append({"id": row["id"], "facts": row["facts"], "question": question, "rare": rare, "units": units,
+                      "x": features,
                       "wrong": wrong, "y": labels})
         print(f"\r{number}/{len(rows)} questions read", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
