@@ -195,7 +195,8 @@ class Agent:
         if (supported and len(supported) * 2 >= len(checked)
                 and self._against_quotes(searched, supported, answer.citations, quotes, rare) >= -MODEL_MARGIN):
             answer.mode = "generated"
-            answer.answer, answer.sentences = led_by_the_model(supported, quotes)
+            answer.answer, answer.sentences = led_by_the_model(
+                supported, quotes, {c.n: about(c.title, c.section) for c in answer.citations})
         timings["check_s"] = time.perf_counter() - t
         answer.timings = _rounded(timings, start)
         return answer
@@ -308,16 +309,30 @@ def quoted(quotes: list[Quote], heading: str = "From the sources:") -> tuple[str
     return f"{heading}\n\n" + "\n".join(f"- **{q.about}:** {q.text} [{q.n}]" for q in quotes), checks
 
 
-def led_by_the_model(supported: list[SentenceCheck], quotes: list[Quote]) -> tuple[str, list[SentenceCheck]]:
+def led_by_the_model(supported: list[SentenceCheck], quotes: list[Quote],
+                     about_source: dict[int, str] | None = None) -> tuple[str, list[SentenceCheck]]:
     """The model's checked sentences, then the quotes none of them restates in full (a quote the model cut short
-    stays: "diltiazem or verapamil" without the quote's "Avoid these when LVEF is reduced")."""
+    stays: "diltiazem or verapamil" without the quote's "Avoid these when LVEF is reduced"). A sentence that names
+    no word of what its source is about (`about_source`: number -> "Title › Section") is shown under it, as every
+    quote is: the tuned reader copies bare lines ("16–20: moderate to severe [2]", a band of the NIHSS)."""
     said = [CITATION.sub("", s.text) for s in supported]
     rest = [q for q in quotes if not any(holds(text, q.text) for text in said)]
-    text = " ".join(s.text for s in supported)
+    text = " ".join(_with_subject(s, about_source or {}) for s in supported)
     if not rest:
         return text, supported
     more, checks = quoted(rest, "Also in the sources:")
     return f"{text}\n\n{more}", supported + checks
+
+
+def _with_subject(sentence: SentenceCheck, about_source: dict[int, str]) -> str:
+    heading = about_source.get(sentence.citations[0]) if sentence.citations else None
+    if not heading or _content_words(heading) & _content_words(sentence.text):
+        return sentence.text
+    return f"**{heading}:** {sentence.text}"
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in STOP_WORDS}
 
 
 def focused_sources(passages: list[tuple[int, str, str, str]], scored: list[tuple[Unit, float]],

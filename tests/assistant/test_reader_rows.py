@@ -132,3 +132,9 @@ def test_the_models_answer_leads_and_the_quotes_it_did_not_restate_stay_under_it
     cut_short = [SentenceCheck("Thiazide diuretics, ACE inhibitors and NSAIDs [1].", [1], True)]  # the quote, cut short
     text, sentences = led_by_the_model(cut_short, quotes[:1])
     assert text.endswith("- **Lithium › Interactions:** " + quotes[0].text + " [1]") and len(sentences) == 2
+
+    # A bare line (a band, a table cell) is shown under what its source is about, as the quotes are.
+    band = [SentenceCheck("16–20: moderate to severe [2].", [2], True)]
+    about_source = {2: "Stroke and TIA — recognition › NIHSS", 1: "Lithium › Interactions"}
+    assert led_by_the_model(band, [], about_source)[0] == "**Stroke and TIA — recognition › NIHSS:** " + band[0].text
+    assert led_by_the_model(model, quotes[:1], about_source)[0] == model[0].text  # it names lithium itself
