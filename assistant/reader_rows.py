@@ -26,12 +26,12 @@ def focus_row(row: dict, reader: EvidenceReader, keep: int = FOCUS_UNITS) -> dic
     """One row (finetune/reader_data.py's shape) with each passage cut to the lines the model would read."""
     passages = [(s["number"], *_title_section(s["heading"]), s["text"]) for s in row["sources"]]
     scored = reader.scored(row["Question"], passages)  # no index here, so no rare words: drug names mark the subject
-    holds = frozenset()
+    answering = frozenset()  # indices of the oracle's units that hold the answer
     if row.get("oracle"):
         answer = split_sentences(CITATION.sub("", row["Response"]))
-        holds = frozenset(i for i, (unit, _) in enumerate(scored)
-                          if unit.n == row["oracle"] and any(contains(unit.text, s) for s in answer))
-    sources = focused_sources(passages, scored, keep, always=holds)
+        answering = frozenset(i for i, (unit, _) in enumerate(scored)
+                              if unit.n == row["oracle"] and any(contains(unit.text, s) for s in answer))
+    sources = focused_sources(passages, scored, keep, always=answering)
     return {**row, "sources": [{"number": s.number, "heading": s.heading, "text": s.text} for s in sources]}
 
 

@@ -43,8 +43,18 @@ HERE = Path(__file__).parent
 _MARKDOWN = re.compile(r"[*_`|>#]+")
 
 
+def plain(text: str) -> str:
+    """Text as a reader sees it: Markdown marks dropped, spacing collapsed."""
+    return " ".join(_MARKDOWN.sub(" ", text).split())
+
+
 def shown_text(answer) -> str:
-    return " ".join(_MARKDOWN.sub(" ", answer.answer).split())
+    return plain(answer.answer)
+
+
+def has_fact(facts: list[str], text: str) -> bool:
+    """One of a question's fact regexes matches the text."""
+    return any(re.search(f, text, re.I) for f in facts)
 
 
 def note_titles() -> dict[str, str]:
@@ -73,7 +83,7 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
               "timings": answer.timings}
     if row["kind"] == "off_topic":
         return result
-    result["fact"] = any(re.search(f, text, re.I) for f in row["facts"])
+    result["fact"] = has_fact(row["facts"], text)
     result["source"] = any(by_n[n].title in expected_titles for n in used)
     # A sentence shown (quoted or generated) that cites no expected note and does not name the question's subject.
     result["misattributed"] = [s.text for s in answer.sentences
@@ -140,8 +150,8 @@ def main() -> None:
         result["evidence_s"] = evidence_at[0][0] if evidence_at else None
         if row["kind"] == "clinical" and evidence_at:
             supported = " ".join(g.text for g in answer.generated if g.supported)
-            result["evidence_fact"] = any(re.search(f, evidence_at[0][1], re.I) for f in row["facts"])
-            result["generated_fact"] = bool(supported) and any(re.search(f, supported, re.I) for f in row["facts"])
+            result["evidence_fact"] = has_fact(row["facts"], evidence_at[0][1])
+            result["generated_fact"] = bool(supported) and has_fact(row["facts"], supported)
             result["margin"] = round(margins[0], 4) if margins else None
         results.append(result)
         flag = "" if row["kind"] == "off_topic" else ("fact " if result["fact"] else "MISS ") + (

@@ -22,20 +22,19 @@ HOME holds the starter notes indexed (any home where `medassist chat` has run on
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from answer_quality import has_fact, plain  # noqa: E402
 from common import read_jsonl  # noqa: E402
 
 from assistant.agent import Agent  # noqa: E402
 from assistant.evidence import FEATURES, WEIGHTS, _with_figure  # noqa: E402
 
 HERE = Path(__file__).parent
-_MARKDOWN = re.compile(r"[*_`|>#]+")
 
 
 def collect(agent: Agent, rows: list[dict]) -> list[dict]:
@@ -56,8 +55,7 @@ def collect(agent: Agent, rows: list[dict]) -> list[dict]:
         if not units:
             continue
         features, wrong = reader.features(question, units, {p[0]: r for r, p in enumerate(passages)}, rare)
-        shown = [" ".join(_MARKDOWN.sub(" ", f"{u.about}: {_with_figure(u, units)}").split()) for u in units]
-        labels = np.array([any(re.search(f, s, re.I) for f in row["facts"]) for s in shown])
+        labels = np.array([has_fact(row["facts"], plain(f"{u.about}: {_with_figure(u, units)}")) for u in units])
         items.append({"id": row["id"], "facts": row["facts"], "question": question, "rare": rare, "units": units,
                       "x": features,
                       "wrong": wrong, "y": labels})
@@ -91,25 +89,26 @@ def judge(agent: Agent, items: list[dict], w: np.ndarray) -> tuple[int, int]:
     """(questions whose best unit holds the fact, questions whose quotes hold it) with weights `w`."""
     top = quoted = 0
     for item in items:
-        scores = item["x"] @ w
-        scores[item["wrong"]] = -np.inf
+        scores, holds_fact = read(agent, item, w)
         top += bool(item["y"][int(np.argmax(scores))])
-        quotes = agent.reader.quotes(item["question"], list(zip(item["units"], scores.tolist())),
-                                     rare_words=item["rare"])
-        shown = " ".join(_MARKDOWN.sub(" ", f"{q.about}: {q.text}") for q in quotes)
-        quoted += any(re.search(f, shown, re.I) for f in item["facts"])
+        quoted += holds_fact
     return top, quoted
+
+
+def read(agent: Agent, item: dict, w: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The question's unit scores with weights `w`, and whether the quotes the reader then shows hold the fact."""
+    scores = item["x"] @ w
+    scores[item["wrong"]] = -np.inf
+    quotes = agent.reader.quotes(item["question"], list(zip(item["units"], scores.tolist())), rare_words=item["rare"])
+    return scores, has_fact(item["facts"], plain(" ".join(f"{q.about}: {q.text}" for q in quotes)))
 
 
 def show_misses(agent: Agent, items: list[dict], w: np.ndarray) -> None:
     """The questions whose quotes lack the fact: where the first unit holding it ranks, and its features
     against the best unit's."""
     for item in items:
-        scores = item["x"] @ w
-        scores[item["wrong"]] = -np.inf
-        quotes = agent.reader.quotes(item["question"], list(zip(item["units"], scores.tolist())),
-                                     rare_words=item["rare"])
-        if any(re.search(f, " ".join(f"{q.about}: {q.text}" for q in quotes), re.I) for f in item["facts"]):
+        scores, holds_fact = read(agent, item, w)
+        if holds_fact:
             continue
         order = [int(i) for i in np.argsort(-scores)]
         ranks = [r for r, i in enumerate(order) if item["y"][i]]
