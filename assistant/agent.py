@@ -339,21 +339,22 @@ def focused_sources(passages: list[tuple[int, str, str, str]], scored: list[tupl
                     keep: int = FOCUS_UNITS, always: frozenset[int] = frozenset()) -> list[SourceText]:
     """What the model reads: each passage (n, title, section, text) cut down to its units among the `keep` the
     evidence reader scored best (those at the indices `always` of `scored` among them), one per line, the best first
-    (list items with their lead-in, table rows with their headers); a passage with none of them is left out, its
-    number kept. A 270M reader handed five whole passages copies the wrong line or the wrong passage, most often
-    the first line of one (docs/benchmarks.md); handed the few lines that can answer, the likeliest first, it has
-    only to choose and cite. `keep` 0: the whole passages."""
+    (list items with their lead-in, table rows with their headers), the passage holding the best line first; a
+    passage with none of them is left out. Each keeps its number. A 270M reader handed five whole passages copies the
+    wrong line or the wrong passage, most often the first line of one (docs/benchmarks.md); handed the few lines that
+    can answer, the likeliest first, it has only to choose and cite. `keep` 0: the whole passages."""
     if not keep or not scored:
         return [source_text(*p) for p in passages]
     best = [i for i in sorted(range(len(scored)), key=lambda i: -scored[i][1]) if scored[i][1] != float("-inf")]
     chosen = set(always) & set(best)
     chosen |= set([i for i in best if i not in chosen][:max(0, keep - len(chosen))])
     kept = [scored[i][0] for i in best if i in chosen]
+    by_number = {p[0]: p for p in passages}
     sources = []
-    for n, title, section, _ in passages:
+    for n in dict.fromkeys(unit.n for unit in kept):  # passages in the order of their best line
+        _, title, section, _ = by_number[n]
         lines = [f"- {unit.text}" for unit in kept if unit.n == n]
-        if lines:
-            sources.append(source_text(n, title, section, "\n".join(lines)))
+        sources.append(source_text(n, title, section, "\n".join(lines)))
     return sources or [source_text(*p) for p in passages]  # every unit about another drug: let the check judge
 
 

@@ -95,6 +95,9 @@ def test_a_training_row_keeps_the_line_that_holds_its_answer_and_its_numbering(e
     assert sum(len(s["text"].splitlines()) for s in focused["sources"]) == 2  # the answer's line and the best other
     assert {k: v for k, v in focused.items() if k != "sources"} == {k: v for k, v in original.items() if k != "sources"}
 
+    every_line = [s["number"] for s in focus_row(original, EvidenceReader(embedder))["sources"]]  # all 7 lines
+    assert every_line[0] == 2 and sorted(every_line) == [1, 2, 3]  # the passage holding the best line comes first
+
 
 def test_the_rows_command_rewrites_both_files_and_names_a_bad_one(tmp_path, embedder):
     rows_in, rows_out = tmp_path / "in", tmp_path / "out"
