@@ -163,9 +163,15 @@ _MEMBERS = {name: re.compile(rf"^(?:{members})$") for name, (_, members) in DRUG
 _MEMBER_NAMES = re.compile(rf"\b(?:{'|'.join(members for _, members in DRUG_CLASSES.values())})\b", re.I)
 
 
+# A class word before one of these names a condition, not the drugs it was asked about: "naloxone dose for opioid
+# overdose" asks about naloxone, and the opioids' starting doses do not answer it.
+_CONDITION = re.compile(r"[\s-]+(?:overdoses?|toxicity|poisoning|withdrawal)\b", re.I)
+
+
 def drugs_named(text: str) -> set[str]:
     """The drugs a text names: each drug's own name, and each drug class by its name in DRUG_CLASSES."""
-    classes = {name for name, words in _CLASS_WORDS if words.search(text)}
+    classes = {name for name, words in _CLASS_WORDS
+               if any(not _CONDITION.match(text, m.end()) for m in words.finditer(text))}
     masked = text
     for _, words in _CLASS_WORDS:  # "statins" is the class, not a drug called "statins"
         masked = words.sub(" ", masked)
@@ -246,15 +252,19 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
     return [Unit(n, s, heading, context, title) for s, context in found if len(s.split()) >= MIN_WORDS]
 
 
-def _with_figure(unit: Unit, candidates: list[Unit]) -> str:
-    """A quote that states no figure, followed by the next sentence of its line when that one does: the first
-    sentence often restates the question ("Before surgery: stop SGLT2 inhibitors before major surgery.") and the
-    next holds what was asked ("The US FDA advises at least 3 days before"), but scores lower for sharing fewer
-    of its words."""
+def _figure_after(unit: Unit, candidates: list[Unit]) -> Unit | None:
+    """For a quote that states no figure, the next sentence of its line when that one does: the first sentence
+    often restates the question ("Before surgery: stop SGLT2 inhibitors before major surgery.") and the next holds
+    what was asked ("The US FDA advises at least 3 days before"), but scores lower for sharing fewer of its words."""
     if _FIGURE.search(unit.text):
-        return unit.text
+        return None
     following = next((u for u in candidates if u.n == unit.n and u.context and u.context.endswith(unit.text)), None)
-    if following is None or not _FIGURE.search(following.text):
+    return following if following is not None and _FIGURE.search(following.text) else None
+
+
+def _with_figure(unit: Unit, following: Unit | None) -> str:
+    """The quote's text, followed by the sentence `_figure_after` found for it."""
+    if following is None:
         return unit.text
     label = following.text.split(": ", 1)[0] + ": "  # the item's label, carried by both sentences: said once
     text = following.text[len(label):] if ": " in following.text and unit.text.startswith(label) else following.text
@@ -315,6 +325,7 @@ class EvidenceReader:
         if best == -np.inf:
             return []
         chosen: list[Quote] = []
+        said: list[str] = []  # the units quoted, and the sentences they took in (_figure_after)
         for i in order:
             if len(chosen) == limit or scores[i] < best - CLOSE_TO_BEST or scores[i] == -np.inf:
                 break
@@ -326,9 +337,12 @@ class EvidenceReader:
             if chosen and other_note and (not _says_subject(asked, rare_words, unit.text)
                                           or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
                 continue
-            if any(contains(q.text, unit.text) for q in chosen):
-                continue
-            chosen.append(Quote(unit.n, _with_figure(unit, candidates), unit.about, round(float(scores[i]), 4)))
+            following = _figure_after(unit, candidates)
+            parts = [u.text for u in (unit, following) if u is not None]
+            if any(contains(text, part) for text in said for part in parts):
+                continue  # each sentence is quoted once, also one that a quote took in after itself
+            said += parts
+            chosen.append(Quote(unit.n, _with_figure(unit, following), unit.about, round(float(scores[i]), 4)))
         return chosen
 
     @staticmethod

@@ -32,7 +32,7 @@ from answer_quality import has_fact, plain  # noqa: E402
 from common import read_jsonl  # noqa: E402
 
 from assistant.agent import Agent  # noqa: E402
-from assistant.evidence import FEATURES, WEIGHTS, _with_figure  # noqa: E402
+from assistant.evidence import FEATURES, WEIGHTS, _figure_after, _with_figure  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -55,7 +55,8 @@ def collect(agent: Agent, rows: list[dict]) -> list[dict]:
         if not units:
             continue
         features, wrong = reader.features(question, units, {p[0]: r for r, p in enumerate(passages)}, rare)
-        labels = np.array([has_fact(row["facts"], plain(f"{u.about}: {_with_figure(u, units)}")) for u in units])
+        labels = np.array([has_fact(row["facts"], plain(f"{u.about}: {_with_figure(u, _figure_after(u, units))}"))
+                           for u in units])
         items.append({"id": row["id"], "facts": row["facts"], "question": question, "rare": rare, "units": units,
                       "x": features,
                       "wrong": wrong, "y": labels})

@@ -361,6 +361,10 @@ def test_a_drug_class_speaks_for_its_members_and_siblings_stay_apart(starter_age
                                        [(1, "Beta-blockers", "Beta-blockers > Interactions", interactions)])
     assert [q.text for q in quotes] == ["Verapamil and diltiazem: combining them with a beta-blocker risks severe "
                                         "bradycardia, AV block and asystole."]
+    # "Opioid overdose" is the condition, naloxone the drug: the opioids' starting doses are no answer.
+    assert drugs_named("Naloxone dose for suspected opioid overdose?") == {"naloxone"}
+    answer = starter_agent.ask("Naloxone dose for suspected opioid overdose in an adult?")
+    assert "400 micrograms" in answer.answer and "morphine" not in answer.answer.lower(), answer.answer
     # "Missed dose" sits under the DOAC note's counselling heading and names no drug: it is apixaban's too.
     answer = starter_agent.ask("I forgot my morning apixaban and it's now lunchtime, about 4 hours late. "
                                "Should I still take it?")
@@ -401,6 +405,13 @@ def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(st
                          [(1, "SGLT2 inhibitors", "SGLT2 inhibitors > Peri-operative care", item)])
     assert quotes[0].text == ("Before surgery: stop SGLT2 inhibitors before major surgery. "
                               "Most guidance advises at least 3 days before."), quotes
+    # The sentence a quote took in is not quoted again on its own (it carries the item's label there).
+    item = ("- **Before surgery:** stop SGLT2 inhibitors before major surgery. The US FDA advises at least 3 days "
+            "before (4 for ertugliflozin); UK guidance has usually advised omitting them on the day before and the "
+            "day of surgery.")
+    quotes = reader.read("When should an SGLT2 inhibitor be paused before surgery?",
+                         [(1, "SGLT2 inhibitors", "SGLT2 inhibitors > Peri-operative care", item)])
+    assert sum("The US FDA advises" in q.text for q in quotes) == 1, quotes
     dosed = reader.read("What is the colchicine dose for a gout flare?",
                         [(1, "Gout", "Gout > Flares", "- Colchicine 500 micrograms two to four times daily for a "
                                                       "flare. Stop if diarrhoea starts.")])

@@ -36,3 +36,5 @@ def test_unrelated_claim_is_unsupported(checker):
 def test_sentence_splitting_handles_lists_and_markup():
     assert split_sentences("**Dose:** 5 mg daily.\n- Check INR weekly for a month.\n- Ok") == [
         "Dose: 5 mg daily.", "Check INR weekly for a month."]
+    assert split_sentences("Start low (e.g. 10 mg twice daily), i.e. Half the usual dose. Review in a week.") == [
+        "Start low (e.g. 10 mg twice daily), i.e. Half the usual dose.", "Review in a week."]  # no end at "e.g."
