@@ -210,7 +210,9 @@ def about(title: str, section: str) -> str:
 def units(n: int, title: str, section: str, text: str) -> list[Unit]:
     """The quotable units of one passage (see the module docstring)."""
     heading = about(title, section)
-    found, lead, lead_indent, in_items, headers = [], None, -1, False, None
+    # The lead-ins in force, innermost last, each with the indent of the item that opened it (-1: a plain line):
+    # "1. **Renin-angiotensin blockade:**" leads its sub-items, and the line above the list leads them all.
+    found, leads, in_items, headers = [], [], False, None
     lines = text.splitlines()
     for i, raw in enumerate(lines):
         line = raw.strip()
@@ -219,16 +221,15 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             if i + 1 < len(lines) and _RULE.match(lines[i + 1].strip()):
                 headers = cells  # the header row: it names the columns of the rows below
             elif not _RULE.match(line) and any(cells):
-                found.append((_table_row(cells, headers, lead), ""))
+                found.append((_table_row(cells, headers, leads[-1][0] if leads else None), ""))
             continue
         headers = None
         if not line:
-            lead = None if in_items else lead  # a blank line may precede the items, one after them ends the list
+            leads = [] if in_items else leads  # a blank line may precede the items, one after them ends the list
             continue
         indent = len(raw) - len(raw.lstrip())
         item = bool(_LIST_MARK.match(line))
-        if not item or indent <= lead_indent:
-            lead = None
+        leads = [(text, at) for text, at in leads if item and at < indent]
         if (not item and not line.startswith("#") and _opens_list(lines, i)
                 and not line.rstrip("*_ ").endswith((".", "!", "?", ":"))):
             # "**If the person is unconscious**" over a list is its lead-in as much as "If unconscious:" is: the
@@ -244,10 +245,13 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         # next one says how or why, so it is quoted with it.
         sentences = [f"{a} {b}" if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
                      for a, b in zip(sentences, sentences[1:] + [""])]
-        if lead and sentences:
-            sentences[0], in_items = f"{lead} {sentences[0]}", True
+        if not sentences and label and line.rstrip("*_ ").endswith(":"):  # too short to be a sentence, but a lead-in
+            sentences = [f"{label.group(1).strip()}:"]
+        if leads and sentences:
+            sentences[0], in_items = f"{leads[-1][0]} {sentences[0]}", True
         if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
-            lead, lead_indent, in_items = sentences.pop(), indent if item else -1, False
+            leads.append((sentences.pop(), indent if item else -1))
+            in_items = False
         found += [(s, " ".join(sentences[:i])) for i, s in enumerate(sentences)]
     return [Unit(n, s, heading, context, title) for s, context in found if len(s.split()) >= MIN_WORDS]
 

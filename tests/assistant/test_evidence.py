@@ -105,6 +105,16 @@ def test_list_lead_in_goes_before_each_item_and_a_list_label_before_each_sentenc
     assert limit and all("Ibuprofen: Over-the-counter limit 1.2 g/day." in t for t in limit)
     assert not any(u.text.endswith(":") for u in labelled)
 
+    # A numbered item that is only a label leads its sub-items; the next item is under the outer lead-in alone.
+    nested = units(1, "Heart failure", "Heart failure > Drugs", "Each class saves lives:\n"
+                   "1. **Renin-angiotensin blockade:**\n   - an ACE inhibitor, e.g. ramipril up to 10 mg daily;\n"
+                   "   - or sacubitril-valsartan, target 97/103 mg twice daily.\n"
+                   "2. **A beta-blocker:** bisoprolol, target 10 mg daily.")
+    assert [u.text for u in nested] == [
+        "Each class saves lives: Renin-angiotensin blockade: an ACE inhibitor, e.g. ramipril up to 10 mg daily;",
+        "Each class saves lives: Renin-angiotensin blockade: or sacubitril-valsartan, target 97/103 mg twice daily.",
+        "Each class saves lives: A beta-blocker: bisoprolol, target 10 mg daily."]
+
 
 def test_helpers_read_headings_question_types_and_drug_names():
     assert about("Metformin", "Metformin > Dosing > Renal impairment") == "Metformin › Renal impairment"
