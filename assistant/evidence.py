@@ -229,7 +229,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             continue
         indent = len(raw) - len(raw.lstrip())
         item = bool(_LIST_MARK.match(line))
-        leads = [(text, at) for text, at in leads if item and at < indent]
+        leads = [(lead, at) for lead, at in leads if item and at < indent]
         if (not item and not line.startswith("#") and _opens_list(lines, i)
                 and not line.rstrip("*_ ").endswith((".", "!", "?", ":"))):
             # "**If the person is unconscious**" over a list is its lead-in as much as "If unconscious:" is: the
