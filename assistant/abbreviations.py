@@ -39,7 +39,7 @@ ABBREVIATIONS = {
     "SUI": "stress urinary incontinence", "SVT": "supraventricular tachycardia", "T2DM": "type 2 diabetes",
     "TFTs": "thyroid function tests", "TIA": "transient ischaemic attack", "Tx": "treatment",
     "U&E": "urea and electrolytes", "U&Es": "urea and electrolytes", "UTI": "urinary tract infection",
-    "VTE": "venous thromboembolism",
+    "VBG": "venous blood gas", "VTE": "venous thromboembolism",
     # More common shorthand of wards and clinics (each unambiguous in a clinical question).
     "A&E": "emergency department", "ARB": "angiotensin receptor blocker", "ARNI": "sacubitril-valsartan",
     "CABG": "coronary artery bypass graft", "DOAC": "direct oral anticoagulant", "DAPT": "dual antiplatelet therapy",
@@ -56,6 +56,8 @@ ABBREVIATIONS = {
     "T1DM": "type 1 diabetes", "TDS": "three times daily", "TSH": "thyroid-stimulating hormone",
     "VF": "ventricular fibrillation", "VT": "ventricular tachycardia", "WCC": "white cell count",
     "nebs": "nebulised bronchodilators", "obs": "observations",
+    # Compound preparations, named by what they hold: "co-codamol" is in no note, codeine and paracetamol are.
+    "co-codamol": "codeine with paracetamol", "co-dydramol": "dihydrocodeine with paracetamol",
 }
 # Capitals must match ("PE" is pulmonary embolism, "pe" nothing); shorthand listed in lower case matches in
 # any case ("Pred", "Post-BD").

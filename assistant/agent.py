@@ -219,8 +219,10 @@ class Agent:
         return [p for _, p in sorted(fused.values(), key=lambda e: (-e[0], -(e[1].dense_score or 0.0)))][:k]
 
     def _spoken(self, abbreviation: str) -> bool:
-        """Do the indexed notes use this abbreviation themselves (in at least SPOKEN chunks)?"""
-        return any(count >= SPOKEN for count in self.kb.retriever.document_frequencies(abbreviation).values())
+        """Do the indexed notes use this abbreviation themselves (in at least SPOKEN chunks)? Every word of it:
+        "co-amoxiclav" makes "co" common, and "co-codamol" is still in no note."""
+        counts = self.kb.retriever.document_frequencies(abbreviation).values()
+        return bool(counts) and all(count >= SPOKEN for count in counts)
 
     def _question_words(self, question: str) -> dict[str, int]:
         """The question's words as the index sees them (stemmed), each with how many chunks hold it; a typo

@@ -51,29 +51,40 @@ IN_RANGE_WEIGHT = 0.1
 FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range")
 WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT}
 
-QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks
-    "dose": (r"\b(?:doses?|dosing|dosage|how much|mg|strength|loading|regimen)\b",
+QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
+    "dose": (r"\b(?:doses?|dosing|dosage|how much(?! longer)|mg|strength|loading|regimen|(?:what|infusion) rate|"
+             r"how many puffs)\b",
              r"\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|µg|units?|ml|mmol|mg/kg|units/kg)\b"),
-    "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drug|antibiotic|medicine|"
-                   r"treatment|agent)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|treatment of choice|"
-                   r"empiric\w*|what to give|what should (?:i|we) give)\b",
+    "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when|"
+                 r"how much longer)\b",
+                 r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|months?|years?)\b"),
+    "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drugs?|antibiotics?|medicines?|"
+                   r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"
+                   r"treatment of choice|empiric\w*|what to give|what should (?:i|we) give|next (?:step|inhaler|drug|"
+                   r"treatment|line)|first(?=\s*(?:[?.,!]|$))|first (?:treatment|step|drug)|reverse\w*)\b",
                    r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
                    r"step 1|usual choice)\b"),
-    "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when)\b",
-                 r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|months?|years?)\b"),
-    "test_or_threshold": (r"\b(?:threshold|cut-?off|level|diagnos\w*|criteria|tests?|confirm\w*|target|"
-                          r"investigat\w*|when (?:is|does)|above|below)\b",
-                          r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
-                          r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min)|\bor more\b|\bconfirm\w*|\bdiagnos\w*"),
-    "score": (r"\b(?:scores?|scoring|points?|curb-?65|crb-?65|cha2ds2|wells|has-bled|news2?|qsofa|grade)\b",
-              r"\b(?:scores?|points?)\b"),
+    "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*)\b",
+                   r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*|"
+                   r"after (?:starting|each|any))\b"),
     "contraindication": (r"\b(?:contraindicat\w*|avoid\w*|should not|shouldn't|not be (?:given|used)|safe|"
                          r"caution|who (?:should|must) not|when not|stop\w*)\b",
                          r"\b(?:contraindicat\w*|avoid\w*|do not|not (?:be )?(?:used|given)|should not|caution|"
-                         r"unsafe|stop\w*)\b"),
-    "monitoring": (r"\b(?:monitor\w*|check\w*|follow[- ]up|how often|review|measure\w*)\b",
-                   r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*)\b"),
+                         r"unsafe|stop\w*|never|must not)\b"),
+    "score": (r"\b(?:scores?|scoring|points?|curb-?65|crb-?65|cha2ds2|wells|has-bled|news2?|qsofa|grade|how severe|"
+              r"what stage)\b",
+              r"\b(?:scores?|points?)\b"),
+    "test_or_threshold": (r"\b(?:threshold|cut-?off|level|diagnos\w*|criteria|tests?|confirm\w*|target|"
+                          r"investigat\w*|when (?:is|does)|above|below|count as|mild, moderate|stage)\b",
+                          r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
+                          r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min)|\bor more\b|\bconfirm\w*|\bdiagnos\w*"),
 }
+# A yes/no about giving, taking or carrying on with a drug asks whether it is contraindicated: "ok to give IV
+# verapamil?", "Is prasugrel an option?", "Carry on at a lower dose?"; asked before any other cue, but after "how
+# much" ("How much paracetamol can I give at 42 kg?" asks a dose).
+_DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a|any) problem|carry on|allowed|"
+                       r"can (?:i|we|you|he|she|they) (?:just )?(?:give|take|use|add|have|start|continue|be switched))\b"
+                       r"|\bcan \w+ (?:\w+ )?be switched\b")
 _DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
 # A value the question gives (eGFR 25, FEV1 45%, potassium 5.8, "score of 3") and the band or threshold of a unit
 # that holds it ("CrCl 15–29", "GOLD 3 (severe): 30–49%", "above 5.5 mmol/L", "3 or more"): what a clinician
@@ -123,9 +134,15 @@ class Quote:
 
 
 def question_type(question: str) -> str | None:
-    """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose)."""
-    text = question.lower()
-    return next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None)
+    """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose), in
+    its last sentence first: "Just started furosemide 40 mg. When do I recheck U&Es?" asks when, not a dose."""
+    sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.lower()) if s.strip()]
+    for text in (sentences[-1] if sentences else "", question.lower()):
+        found = ("contraindication" if _DECISION.search(text) and not re.search(r"\bhow (?:much|many)\b", text) else
+                 next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None))
+        if found:
+            return found
+    return None
 
 
 SAME_DRUG = {"epinephrine": "adrenaline", "acetaminophen": "paracetamol", "albuterol": "salbutamol",

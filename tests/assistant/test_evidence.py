@@ -124,6 +124,15 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert question_type("Which antibiotic is first-line for cystitis?") == "first_line"
     assert question_type("How long is the course for pneumonia?") == "duration"
     assert question_type("Tell me about gout") is None
+    # The ask is in the last sentence; a dose or a "how much" in the story before it is no dose question.
+    assert question_type("Just started furosemide 40 mg for ankle oedema. When do I recheck U&Es?") == "monitoring"
+    assert question_type("Needed two IM adrenaline doses, now well. How long should we keep him in?") == "duration"
+    assert question_type("On sertraline for 2 months. How much longer should I stay on it?") == "duration"
+    # A yes/no about giving or carrying on with a drug asks whether it is contraindicated, but "how much" asks a dose.
+    assert question_type("pt on bisoprolol now in SVT - ok to give IV verapamil?") == "contraindication"
+    assert question_type("eGFR 27 on metformin 1 g bd. Carry on at a lower dose?") == "contraindication"
+    assert question_type("How much paracetamol can I give a frail 42 kg lady?") == "dose"
+    assert question_type("First-line drug for rate control in AF?") == "first_line"  # "rate" is no infusion rate
     assert drugs_named("Epinephrine or adrenaline, then Apixaban and a statin") == {"adrenaline", "apixaban", "statin"}
     assert drugs_named("eGFR 30–44: review the dose, usually limiting it to 1 g/day.") == set()
 
@@ -357,6 +366,10 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert "7.3 kPa" in answer.answer, answer.answer
     answer = starter_agent.ask("Started sertraline today - when is the first review?")
     assert "within 2 weeks" in answer.answer, answer.answer
+    # A compound named by what it holds: "co-codamol" is in no note, codeine is. Before, "co" counted as a word the
+    # notes use ("co-amoxiclav"), so it was not spelled out, and the question was refused as an uncovered topic.
+    answer = starter_agent.ask("can i take co-codamol for my pain while breastfeeding my 1 week old?")
+    assert "Codeine: contraindicated" in answer.answer and "when breastfeeding" in answer.answer, answer.answer
 
 
 def test_a_drug_class_speaks_for_its_members_and_siblings_stay_apart(starter_agent):
