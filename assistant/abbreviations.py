@@ -56,6 +56,9 @@ ABBREVIATIONS = {
     "T1DM": "type 1 diabetes", "TDS": "three times daily", "TSH": "thyroid-stimulating hormone",
     "VF": "ventricular fibrillation", "VT": "ventricular tachycardia", "WCC": "white cell count",
     "nebs": "nebulised bronchodilators", "obs": "observations",
+    # Scores and names written without their hyphen, in any case: the notes write "PHQ-9", and "PHQ9" matches none
+    # of their words.
+    "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",
     # Compound preparations, named by what they hold: "co-codamol" is in no note, codeine and paracetamol are.
     "co-codamol": "codeine with paracetamol", "co-dydramol": "dihydrocodeine with paracetamol",
 }

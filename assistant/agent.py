@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, holds
+from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, drugs_named, holds
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -130,7 +130,8 @@ class Agent:
 
         if use_rag:
             t = time.perf_counter()
-            searched = expand(question, self._spoken)  # "DCCV" finds "cardioversion"
+            asked = self._respelled(question)  # "diltiazam" is diltiazem
+            searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
             passages = self._retrieve(searched, routed, k or self.k)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
@@ -140,9 +141,9 @@ class Agent:
             best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
             # The question's own words, an abbreviation spelled out replaced by its meaning: "LFTs" is in no note,
             # "liver function tests" is, so it is no word that no indexed chunk holds (see _uncovered).
-            words = self._question_words(question if searched == question
-                                         else expand(question, self._spoken, keep_short=False))
-            rare = self._rare(words if searched == question else self._question_words(searched))
+            words = self._question_words(asked if searched == asked
+                                         else expand(asked, self._spoken, keep_short=False))
+            rare = self._rare(words if searched == asked else self._question_words(searched))
             t = time.perf_counter()
             scored = self._score_units(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []
             quotes = self.reader.quotes(searched, scored, rare_words=rare)
@@ -223,6 +224,23 @@ class Agent:
         "co-amoxiclav" makes "co" common, and "co-codamol" is still in no note."""
         counts = self.kb.retriever.document_frequencies(abbreviation).values()
         return bool(counts) and all(count >= SPOKEN for count in counts)
+
+    def _respelled(self, question: str) -> str:
+        """The question with a misspelt drug name written as the drug: "diltiazam" -> "diltiazem". A word no
+        indexed chunk holds is read as the indexed word one slip away (Retriever.near) when that word is a drug:
+        misspelt, the drug was no subject, so nothing kept the reader from quoting lines about other drugs."""
+        retriever = self.kb.retriever
+
+        def respell(match: re.Match) -> str:
+            word = match.group(0)
+            stems = retriever.document_frequencies(word)
+            if drugs_named(word) or list(stems.values()) != [0]:
+                return word
+            near = retriever.near(next(iter(stems)))
+            # Index words are stems: "sertraline" is held as "sertralin".
+            return next((form for form in (near[0], near[0] + "e") if drugs_named(form)), word) if near else word
+
+        return re.sub(r"\b[A-Za-z]{5,}\b", respell, question)
 
     def _question_words(self, question: str) -> dict[str, int]:
         """The question's words as the index sees them (stemmed), each with how many chunks hold it; a typo

@@ -123,6 +123,7 @@ class Unit:
     about: str  # "Title › Section"
     context: str = ""  # what the sentences before it in its paragraph name: "It is renally cleared." is about them
     title: str = ""  # the note's title
+    lead: str = ""  # the list's lead-in that `text` starts with ("giving 0–27:"), if any
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,8 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             if i + 1 < len(lines) and _RULE.match(lines[i + 1].strip()):
                 headers = cells  # the header row: it names the columns of the rows below
             elif not _RULE.match(line) and any(cells):
-                found.append((_table_row(cells, headers, leads[-1][0] if leads else None), ""))
+                lead = leads[-1][0] if leads else ""
+                found.append((_table_row(cells, headers, lead or None), "", lead))
             continue
         headers = None
         if not line:
@@ -253,6 +255,8 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             # items ("Give glucagon 1 mg IM") are what to do in that case, and the heading alone says nothing.
             line = line.strip("*_ ") + ":"
         sentences = split_sentences(line)
+        if not sentences and item and leads:  # "- 10–14: moderate;" is too short to stand alone, not under its lead-in
+            sentences = [" ".join(_LIST_MARK.sub("", line).replace("**", "").split())]
         label = _LABEL.match(line)
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
             name = label.group(1).strip()  # ... but "Edoxaban relies on PCC" under "Apixaban or rivaroxaban" is not
@@ -264,13 +268,14 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
                      for a, b in zip(sentences, sentences[1:] + [""])]
         if not sentences and label and line.rstrip("*_ ").endswith(":"):  # too short to be a sentence, but a lead-in
             sentences = [f"{label.group(1).strip()}:"]
-        if leads and sentences:
-            sentences[0], in_items = f"{leads[-1][0]} {sentences[0]}", True
+        lead = leads[-1][0] if leads and sentences else ""
+        if lead:
+            sentences[0], in_items = f"{lead} {sentences[0]}", True
         if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
             leads.append((sentences.pop(), indent if item else -1))
             in_items = False
-        found += [(s, " ".join(sentences[:i])) for i, s in enumerate(sentences)]
-    return [Unit(n, s, heading, context, title) for s, context in found if len(s.split()) >= MIN_WORDS]
+        found += [(s, " ".join(sentences[:i]), lead if i == 0 else "") for i, s in enumerate(sentences)]
+    return [Unit(n, s, heading, context, title, lead) for s, context, lead in found if len(s.split()) >= MIN_WORDS]
 
 
 def _figure_after(unit: Unit, candidates: list[Unit]) -> Unit | None:
@@ -398,7 +403,8 @@ class EvidenceReader:
             "type": np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts]),
             "subject": subject,
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
-            "in_range": _in_range(question, [u.text for u in candidates]),
+            # The item's own band: "giving 0–27:" leads every PHQ-9 band and holds every score.
+            "in_range": _in_range(question, [u.text[len(u.lead):] for u in candidates]),
         }
         return np.column_stack([columns[name] for name in FEATURES]), wrong
 

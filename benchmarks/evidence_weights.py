@@ -124,7 +124,7 @@ def show_misses(agent: Agent, items: list[dict], w: np.ndarray) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", required=True, help="a home with the starter notes indexed")
-    parser.add_argument("--split", choices=["dev"], default="dev", help="only dev: the weights are tuned on it")
+    parser.add_argument("--split", choices=["dev", "fresh"], default="dev", help="dev or fresh: the sets tuned on")
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--sweep", metavar="FEATURE=W1,W2,...", help="also judge these weights of one feature")
     parser.add_argument("--misses", action="store_true", help="print the questions whose quotes lack the fact")

@@ -156,6 +156,27 @@ def test_the_band_that_holds_the_value_asked_about_is_quoted_first(embedder, que
     assert quotes[0].text.split(": ", 1)[-1].startswith(band), [q.text for q in quotes]
 
 
+SCALE = """The questionnaire scores nine items from 0 to 3 each, for a total of 0–27:
+
+- 0–4: minimal;
+- 5–9: mild;
+- 10–14: moderate;
+- 15–19: moderately severe;
+- 20–27: severe.
+"""
+
+
+@pytest.mark.parametrize("question, band", [("PHQ-9 of 12: which band?", "10–14: moderate"),
+                                            ("PHQ-9 of 22?", "20–27: severe")])
+def test_a_short_item_under_its_lead_in_is_quoted_and_its_own_band_decides(embedder, question, band):
+    # "10–14: moderate;" was too short to be a unit, and the lead-in's "0–27" held every score, so no band led.
+    found = units(1, "Depression", "Depression > PHQ-9", SCALE)
+    assert len(found) == 5 and all(u.lead == "The questionnaire scores nine items from 0 to 3 each, for a total of "
+                                              "0–27:" and u.text.startswith(u.lead) for u in found), found
+    quotes = EvidenceReader(embedder).read(question, [(1, "Depression", "Depression > PHQ-9", SCALE)])
+    assert quotes[0].text.endswith(band + (";" if band != "20–27: severe" else ".")), [q.text for q in quotes]
+
+
 def test_a_list_lead_in_is_quoted_only_in_front_of_its_items():
     """(Moved from test_grounding with the logic it tests.)"""
     text = ("Consider admission when any of the following is present:\n\n- oxygen saturation below 92%;\n"
@@ -370,6 +391,13 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     # notes use ("co-amoxiclav"), so it was not spelled out, and the question was refused as an uncovered topic.
     answer = starter_agent.ask("can i take co-codamol for my pain while breastfeeding my 1 week old?")
     assert "Codeine: contraindicated" in answer.answer and "when breastfeeding" in answer.answer, answer.answer
+    assert expand("PHQ9 of 17?") == "PHQ9 (PHQ-9) of 17?" and expand("phq9 17") == "phq9 (PHQ-9) 17"  # notes' "PHQ-9"
+
+
+def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
+    # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
+    answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
+    assert answer.sentences[0].text.startswith("Beta-blockers › Interactions: Verapamil and diltiazem"), answer.answer
 
 
 def test_a_drug_class_speaks_for_its_members_and_siblings_stay_apart(starter_agent):
