@@ -172,6 +172,9 @@ DRUG_CLASSES = {
                  r"chlortalidone|spironolactone|eplerenone"),
     "corticosteroid": (r"steroids?|corticosteroids?|ics", r"prednisolone|prednisone|hydrocortisone|dexamethasone|"
                        r"\w+sonide|\w+metasone"),
+    "laba": (r"labas?|long-acting beta-?2?[- ]agonists?", r"salmeterol|formoterol|vilanterol|olodaterol|indacaterol"),
+    "saba": (r"sabas?|short-acting beta-?2?[- ]agonists?", r"salbutamol|terbutaline"),
+    "lama": (r"lamas?|long-acting muscarinic antagonists?", r"tiotropium|umeclidinium|glycopyrronium|aclidinium"),
     "antibiotic": (r"antibiotics?", r"\w+cillin|\w+mycin|\w+floxacin|\w+cycline|nitrofurantoin|trimethoprim|"
                    r"cef\w+|co-amoxiclav|clarithromycin"),
 }
@@ -255,7 +258,9 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             # items ("Give glucagon 1 mg IM") are what to do in that case, and the heading alone says nothing.
             line = line.strip("*_ ") + ":"
         sentences = split_sentences(line)
-        if not sentences and item and leads:  # "- 10–14: moderate;" is too short to stand alone, not under its lead-in
+        if not sentences and (item and leads or line.endswith(":") and not item and _opens_list(lines, i)):
+            # Too short to stand alone, but not as a lead-in ("**Asthma**" over its list) or under one ("- 10–14:
+            # moderate;" under "The PHQ-9 ... gives 0–27:").
             sentences = [" ".join(_LIST_MARK.sub("", line).replace("**", "").split())]
         label = _LABEL.match(line)
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
@@ -393,6 +398,8 @@ class EvidenceReader:
         kind = question_type(question)
         looks = re.compile(QUESTION_TYPES[kind][1], re.I) if kind else None
         subject, wrong = _subject(question, candidates)
+        if kind == "first_line":  # "on metformin, with heart failure: which drug next?" names what the answer is not
+            wrong[:] = False
         if rare_words:  # the unit, its heading or its paragraph names the question's rare word
             named = np.array([1.0 if rare_words & set(_terms(f"{c} {u.context}")) else 0.0
                               for c, u in zip(contexts, candidates)])

@@ -394,6 +394,21 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert expand("PHQ9 of 17?") == "PHQ9 (PHQ-9) of 17?" and expand("phq9 17") == "phq9 (PHQ-9) 17"  # notes' "PHQ-9"
 
 
+def test_a_one_word_bold_line_leads_its_list_and_inhaler_classes_speak_for_their_members(starter_agent):
+    found = units(1, "Inhalers", "Inhalers > Use", "**Asthma**\n- Never use a LABA alone.\n\n**COPD**\n- Start with a LAMA.")
+    assert [u.text for u in found] == ["Asthma: Never use a LABA alone.", "COPD: Start with a LAMA."]
+    # Salmeterol is a LABA: the line about LABAs and ICS was "about other drugs" (ICS) and never quoted.
+    answer = starter_agent.ask("On a brown inhaler for asthma - can we add salmeterol on its own, or is a LABA alone "
+                               "a problem?")
+    assert "A LABA must never be used without an ICS" in answer.sentences[0].text, answer.answer
+
+
+def test_a_which_drug_question_may_quote_other_drugs_than_those_it_names(starter_agent):
+    # The drug a "next step" question names is what the patient is on; the answer is another one.
+    answer = starter_agent.ask("COPD, still breathless despite a SABA, no asthmatic features. Next step per NICE?")
+    assert "LAMA plus a LABA" in answer.answer, answer.answer
+
+
 def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
     # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
     answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
