@@ -13,7 +13,8 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import STOP_WORDS, EvidenceReader, Quote, Unit, about, drugs_named, holds
+from assistant.evidence import (STOP_WORDS, EvidenceReader, Quote, Unit, about, drugs_named, holds,
+                                last_sentence)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -207,13 +208,17 @@ class Agent:
     # --- steps ----------------------------------------------------------------------------------
     def _retrieve(self, question: str, route: str, k: int):
         """The route's sources preferred, never required: the unfiltered and the routed rankings are fused by
-        reciprocal rank, so a passage in both comes first and a misrouted question still finds its note."""
+        reciprocal rank, so a passage in both comes first and a misrouted question still finds its note. A question
+        of several sentences is searched once more by its last one, the ask: "Needed two doses of adrenaline, now
+        well. How long should we keep him in?" found only the dose table, the story's words outweighing the ask's."""
         everywhere = self.kb.search(question, k=k)
-        if route == "general":
+        ask = last_sentence(question)
+        asks = [self.kb.search(ask, k=k)] if ask != question.strip() else []
+        if route == "general" and not asks:
             return everywhere
-        routed = self.kb.search(question, k=k, route=route)
+        routed = self.kb.search(question, k=k, route=route) if route != "general" else []
         fused: dict[str, list] = {}
-        for ranking in (everywhere, routed):
+        for ranking in (everywhere, routed, *asks):
             for rank, passage in enumerate(ranking):
                 entry = fused.setdefault(passage.chunk.chunk_id, [0.0, passage])
                 entry[0] += 1.0 / (RRF_K + rank)

@@ -134,11 +134,15 @@ class Quote:
     score: float
 
 
+def last_sentence(question: str) -> str:
+    """What a question of several sentences asks: its last one ("... now well. How long should we keep him in?")."""
+    return re.split(r"(?<=[.?!])\s+", question.strip())[-1]
+
+
 def question_type(question: str) -> str | None:
     """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose), in
     its last sentence first: "Just started furosemide 40 mg. When do I recheck U&Es?" asks when, not a dose."""
-    sentences = [s for s in re.split(r"(?<=[.?!])\s+", question.lower()) if s.strip()]
-    for text in (sentences[-1] if sentences else "", question.lower()):
+    for text in (last_sentence(question).lower(), question.lower()):
         found = ("contraindication" if _DECISION.search(text) and not re.search(r"\bhow (?:much|many)\b", text) else
                  next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None))
         if found:

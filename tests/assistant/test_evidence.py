@@ -409,6 +409,13 @@ def test_a_which_drug_question_may_quote_other_drugs_than_those_it_names(starter
     assert "LAMA plus a LABA" in answer.answer, answer.answer
 
 
+def test_the_last_sentence_of_a_story_is_searched_on_its_own_too(starter_agent):
+    # The story ("cardioverted ... sinus rhythm") outweighed the ask in the search: only AF's classification came back.
+    answer = starter_agent.ask("Cardioverted for atrial fibrillation last week and now in sinus rhythm. When can the "
+                               "anticoagulant stop?")
+    assert "continue anticoagulation for at least 4 weeks" in answer.answer, answer.answer
+
+
 def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
     # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
     answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
