@@ -27,7 +27,7 @@ ABBREVIATIONS = {
     "HFpEF": "heart failure with preserved ejection fraction", "HRT": "hormone replacement therapy",
     "HTN": "hypertension", "Hx": "history", "ICH": "intracranial haemorrhage", "ICS": "inhaled corticosteroid",
     "IHD": "ischaemic heart disease", "IM": "intramuscular", "IV": "intravenous",
-    "LABA": "long-acting beta-agonist", "LAMA": "long-acting muscarinic antagonist", "LFTs": "liver function tests",
+    "LABA": "long-acting beta-agonist", "LAMA": "long-acting muscarinic antagonist", "LFTs": "liver function tests (ALT)",
     "LMWH": "low-molecular-weight heparin", "LUTS": "lower urinary tract symptoms", "LVEF": "ejection fraction",
     "MART": "maintenance and reliever therapy", "MI": "myocardial infarction",
     "MRA": "mineralocorticoid receptor antagonist", "NIV": "non-invasive ventilation", "OAB": "overactive bladder",

@@ -391,6 +391,9 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     # notes use ("co-amoxiclav"), so it was not spelled out, and the question was refused as an uncovered topic.
     answer = starter_agent.ask("can i take co-codamol for my pain while breastfeeding my 1 week old?")
     assert "Codeine: contraindicated" in answer.answer and "when breastfeeding" in answer.answer, answer.answer
+    # LFTs are the liver tests, and ALT is the one the notes name: "ALT: at 3 and 12 months" shared no word with it.
+    answer = starter_agent.ask("when do LFTs need checking after starting a statin?")
+    assert "ALT: at 3 and 12 months" in answer.answer, answer.answer
     assert expand("PHQ9 of 17?") == "PHQ9 (PHQ-9) of 17?" and expand("phq9 17") == "phq9 (PHQ-9) 17"  # notes' "PHQ-9"
 
 
