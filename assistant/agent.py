@@ -213,7 +213,8 @@ class Agent:
         well. How long should we keep him in?" found only the dose table, the story's words outweighing the ask's."""
         everywhere = self.kb.search(question, k=k)
         ask = last_sentence(question)
-        asks = [self.kb.search(ask, k=k)] if ask != question.strip() else []
+        # ... when the ask says something of its own: "What should he take?" alone finds any note's counselling.
+        asks = [self.kb.search(ask, k=k)] if ask != question.strip() and len(_content_words(ask)) >= 2 else []
         if route == "general" and not asks:
             return everywhere
         routed = self.kb.search(question, k=k, route=route) if route != "general" else []
