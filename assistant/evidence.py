@@ -283,6 +283,9 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         if sentences and sentences[-1].endswith(":"):  # a lead-in: never quoted alone, put before each item
             leads.append((sentences.pop(), indent if item else -1))
             in_items = False
+        elif item and label and _opens_list(lines, i, deeper_than=indent):
+            # "- **Pregnancy:** 7 days." over "  - First line: nitrofurantoin ...": the sub-items are pregnancy's too.
+            leads.append((f"{label.group(1).strip()}:", indent))
         found += [(s, " ".join(sentences[:i]), lead if i == 0 else "") for i, s in enumerate(sentences)]
     return [Unit(n, s, heading, context, title, lead) for s, context, lead in found if len(s.split()) >= MIN_WORDS]
 
@@ -306,10 +309,10 @@ def _with_figure(unit: Unit, following: Unit | None) -> str:
     return f"{unit.text} {text}"
 
 
-def _opens_list(lines: list[str], i: int) -> bool:
-    """Whether the first non-blank line after line i is a list item."""
-    following = next((line.strip() for line in lines[i + 1:] if line.strip()), "")
-    return bool(_LIST_MARK.match(following))
+def _opens_list(lines: list[str], i: int, deeper_than: int = -1) -> bool:
+    """Whether the first non-blank line after line i is a list item (indented more than `deeper_than`)."""
+    following = next((line for line in lines[i + 1:] if line.strip()), "")
+    return bool(_LIST_MARK.match(following.strip())) and len(following) - len(following.lstrip()) > deeper_than
 
 
 def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:

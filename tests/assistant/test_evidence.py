@@ -397,6 +397,14 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert expand("PHQ9 of 17?") == "PHQ9 (PHQ-9) of 17?" and expand("phq9 17") == "phq9 (PHQ-9) 17"  # notes' "PHQ-9"
 
 
+def test_a_labelled_item_leads_its_sub_items():
+    # "First line: nitrofurantoin, avoided near term" was quoted without saying that it is pregnancy's first line.
+    text = ("- **Men:** 7 days.\n- **Pregnancy:** 7 days. Always send a culture.\n"
+            "  - First line: nitrofurantoin, avoided near term.\n- **Older people:** no dipsticks over 65.")
+    assert [u.text for u in units(1, "UTI", "UTI > Duration", text)][-2:] == [
+        "Pregnancy: First line: nitrofurantoin, avoided near term.", "Older people: no dipsticks over 65."]
+
+
 def test_a_one_word_bold_line_leads_its_list_and_inhaler_classes_speak_for_their_members(starter_agent):
     found = units(1, "Inhalers", "Inhalers > Use", "**Asthma**\n- Never use a LABA alone.\n\n**COPD**\n- Start with a LAMA.")
     assert [u.text for u in found] == ["Asthma: Never use a LABA alone.", "COPD: Start with a LAMA."]
