@@ -55,7 +55,7 @@ ABBREVIATIONS = {
     "SSRIs": "selective serotonin reuptake inhibitors", "STEMI": "ST-elevation myocardial infarction",
     "T1DM": "type 1 diabetes", "TDS": "three times daily", "TSH": "thyroid-stimulating hormone",
     "VF": "ventricular fibrillation", "VT": "ventricular tachycardia", "WCC": "white cell count",
-    "nebs": "nebulised bronchodilators", "obs": "observations",
+    "nebs": "nebulised bronchodilators", "obs": "observations", "hypo": "hypoglycaemia", "hypos": "hypoglycaemia",
     # Scores and names written without their hyphen, in any case: the notes write "PHQ-9", and "PHQ9" matches none
     # of their words.
     "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",

@@ -48,8 +48,9 @@ SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together wit
 # in_range: 0 / 0.1 / 0.2 / 0.3 -> the quotes hold the fact for 90 / 91 / 91 / 89 dev questions. Small, because a
 # list of bands reads alike to the embedder; it decides between them.
 IN_RANGE_WEIGHT = 0.1
-FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range")
-WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT}
+FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates")
+WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
+           "negates": -0.3}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
     "dose": (r"\b(?:doses?|dosing|dosage|how much(?! longer)|mg|strength|loading|regimen|(?:what|infusion) rate|"
@@ -102,6 +103,7 @@ STOP_WORDS = frozenset("""a an the of in on for to and or with without is are wa
 where why how do does did should would could can may might i we you he she it they my our your his her its their
 me us them this that these those there here at by from as about into than then so if not no yes any some all
 very much many please tell give me patient patients someone person people
+husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
 today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
@@ -419,6 +421,7 @@ class EvidenceReader:
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
             # The item's own band: "giving 0–27:" leads every PHQ-9 band and holds every score.
             "in_range": _in_range(question, [u.text[len(u.lead):] for u in candidates]),
+            "negates": _negates(question, [u.text for u in candidates]),
         }
         return np.column_stack([columns[name] for name in FEATURES]), wrong
 
@@ -436,6 +439,21 @@ def _in_range(question: str, texts: list[str]) -> np.ndarray:
         return any(low <= v <= high for v in values for low, high in spans)
 
     return np.array([1.0 if brackets(text) else 0.0 for text in texts])
+
+
+_NEGATION = r"(?:\b(?:not|cannot|can't|unable to|no|without)\s+|\b(?:un|non-?))"
+
+
+def _negates(question: str, texts: list[str]) -> np.ndarray:
+    """1 where a text negates a word the question states plainly: "If the person is unconscious or cannot swallow:
+    nothing by mouth" is no answer about a conscious patient who can swallow, nor "Non-pregnant women: 3 days" about
+    a pregnant one; the words they share made them score as well as the lines that are."""
+    plain = [w for w in set(_WORD.findall(question.lower())) if len(w) >= 4 and w not in STOP_WORDS
+             and not re.search(rf"{_NEGATION}(?:\w+ )?{w}\b", question, re.I)]  # "no obvious cause" negates cause
+    if not plain:
+        return np.zeros(len(texts))
+    pattern = re.compile(rf"{_NEGATION}(?:{'|'.join(map(re.escape, plain))})\b", re.I)
+    return np.array([1.0 if pattern.search(text) else 0.0 for text in texts])
 
 
 def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:

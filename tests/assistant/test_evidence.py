@@ -427,6 +427,16 @@ def test_the_last_sentence_of_a_story_is_searched_on_its_own_too(starter_agent):
     assert "continue anticoagulation for at least 4 weeks" in answer.answer, answer.answer
 
 
+def test_a_line_that_negates_what_the_question_states_does_not_lead(starter_agent):
+    # "If the person is unconscious, fitting or cannot swallow: Nothing by mouth." led this answer.
+    answer = starter_agent.ask("Hypo in a conscious patient who can swallow - what do I give?")
+    assert "If the person can swallow" in answer.sentences[0].text and "Nothing by mouth" not in answer.answer, (
+        answer.answer)
+    # "hypo" is shorthand, and "husband" a word of conversation, not a topic no note covers: this was refused.
+    answer = starter_agent.ask("my husband is having a hypo and is drowsy, what do I do?")
+    assert not answer.abstained and "glucagon" in answer.answer, answer.answer
+
+
 def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
     # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
     answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
