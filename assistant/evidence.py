@@ -84,8 +84,8 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
 # verapamil?", "Is prasugrel an option?", "Carry on at a lower dose?"; asked before any other cue, but after "how
 # much" ("How much paracetamol can I give at 42 kg?" asks a dose).
 _DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a|any) problem|carry on|allowed|"
-                       r"can (?:i|we|you|he|she|they) (?:just )?(?:give|take|use|add|have|start|continue|be switched))\b"
-                       r"|\bcan \w+ (?:\w+ )?be switched\b")
+                       r"can (?:i|we|you|he|she|they) (?:just )?"
+                       r"(?:give|take|use|add|have|start|continue|be switched))\b|\bcan \w+ (?:\w+ )?be switched\b")
 _DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
 # A value the question gives (eGFR 25, FEV1 45%, potassium 5.8, "score of 3") and the band or threshold of a unit
 # that holds it ("CrCl 15–29", "GOLD 3 (severe): 30–49%", "above 5.5 mmol/L", "3 or more"): what a clinician
