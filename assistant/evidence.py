@@ -104,7 +104,7 @@ where why how do does did should would could can may might i we you he she it th
 me us them this that these those there here at by from as about into than then so if not no yes any some all
 very much many please tell give me patient patients someone person people
 husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
-today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks
+today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks has had have having
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
 # is read as a topic the notes do not cover: "started on fluoxetine today" was refused for "today")
