@@ -445,6 +445,13 @@ def test_a_line_about_a_drugs_class_shares_its_words(starter_agent):
     assert "ACE inhibitors, ARBs and diuretics: kidney injury" in answer.sentences[0].text, answer.answer
 
 
+def test_a_target_question_quotes_the_target(starter_agent):
+    # "Target 2.5 (range 2.0–3.0)" had no look of a threshold, and warfarin's slow start in AF was quoted alone.
+    answer = starter_agent.ask("Warfarin target INR for AF?")
+    assert "Target 2.5 (range 2.0–3.0): most indications, including VTE and atrial fibrillation" in answer.answer, (
+        answer.answer)
+
+
 def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
     # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
     answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
