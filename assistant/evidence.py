@@ -455,8 +455,10 @@ def _negates(question: str, texts: list[str]) -> np.ndarray:
     """1 where a text negates a word the question states plainly: "If the person is unconscious or cannot swallow:
     nothing by mouth" is no answer about a conscious patient who can swallow, nor "Non-pregnant women: 3 days" about
     a pregnant one; the words they share made them score as well as the lines that are."""
+    # A drug is no such word: "short courses at the lowest dose (not codeine)" answers "Is codeine OK when
+    # breastfeeding?". A word the question negates itself ("no obvious cause") is not plain either.
     plain = [w for w in set(_WORD.findall(question.lower())) if len(w) >= 4 and w not in STOP_WORDS
-             and not re.search(rf"{_NEGATION}(?:\w+ )?{w}\b", question, re.I)]  # "no obvious cause" negates cause
+             and not drugs_named(w) and not re.search(rf"{_NEGATION}(?:\w+ )?{w}\b", question, re.I)]
     if not plain:
         return np.zeros(len(texts))
     pattern = re.compile(rf"{_NEGATION}(?:{'|'.join(map(re.escape, plain))})\b", re.I)

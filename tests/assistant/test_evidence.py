@@ -433,6 +433,9 @@ def test_a_line_that_negates_what_the_question_states_does_not_lead(starter_agen
     answer = starter_agent.ask("Hypo in a conscious patient who can swallow - what do I give?")
     assert "If the person can swallow" in answer.sentences[0].text and "Nothing by mouth" not in answer.answer, (
         answer.answer)
+    # ... but a line that negates the drug asked about is its answer, not a contradiction.
+    answer = starter_agent.ask("Is codeine all right for a breastfeeding mother's pain?")
+    assert "short courses at the lowest dose (not codeine)" in answer.answer, answer.answer
     # "hypo" is shorthand, and "husband" a word of conversation, not a topic no note covers: this was refused.
     answer = starter_agent.ask("my husband is having a hypo and is drowsy, what do I do?")
     assert not answer.abstained and "glucagon" in answer.answer, answer.answer
