@@ -416,6 +416,7 @@ class EvidenceReader:
         kind = question_type(question)
         looks = re.compile(QUESTION_TYPES[kind][1], re.I) if kind else None
         subject, wrong = _subject(question, candidates)
+        asked = drugs_named(question)
         if kind == "first_line":  # "on metformin, with heart failure: which drug next?" names what the answer is not
             wrong[:] = False
         if rare_words:  # the unit, its heading or its paragraph names the question's rare word
@@ -424,7 +425,7 @@ class EvidenceReader:
             subject = np.maximum(subject, named)
         columns = {
             "dense": vectors[1:] @ vectors[0],
-            "lexical": _lexical(question, contexts, [_members_covered(drugs_named(question), c) for c in contexts]),
+            "lexical": _lexical(question, contexts, [_members_covered(asked, c) for c in contexts]),
             "type": np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts]),
             "subject": subject,
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
