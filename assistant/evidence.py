@@ -273,11 +273,13 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             # items ("Give glucagon 1 mg IM") are what to do in that case, and the heading alone says nothing.
             line = line.strip("*_ ") + ":"
         sentences = split_sentences(line)
-        if not sentences and (item and leads or line.endswith(":") and not item and _opens_list(lines, i)):
-            # Too short to stand alone, but not as a lead-in ("**Asthma**" over its list) or under one ("- 10–14:
-            # moderate;" under "The PHQ-9 ... gives 0–27:").
-            sentences = [" ".join(_LIST_MARK.sub("", line).replace("**", "").split())]
         label = _LABEL.match(line)
+        opens = line.rstrip("*_ ").endswith(":") and (label if item else _opens_list(lines, i))
+        if not sentences and (item and leads or opens):
+            # Too short to stand alone, but not as a lead-in ("**Asthma**" or "**Drugs:**" over its list,
+            # "1. **Renin-angiotensin blockade:**" over its sub-items) or under one ("- 10–14: moderate;" under
+            # "The PHQ-9 ... gives 0–27:").
+            sentences = [" ".join(_LIST_MARK.sub("", line).replace("**", "").split())]
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
             name = label.group(1).strip()  # ... but "Edoxaban relies on PCC" under "Apixaban or rivaroxaban" is not
             labelled = drugs_named(name)
@@ -286,8 +288,6 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         # next one says how or why, so it is quoted with it.
         sentences = [f"{a} {b}" if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
                      for a, b in zip(sentences, sentences[1:] + [""])]
-        if not sentences and label and line.rstrip("*_ ").endswith(":"):  # too short to be a sentence, but a lead-in
-            sentences = [f"{label.group(1).strip()}:"]
         lead = leads[-1][0] if leads and sentences else ""
         if lead:
             sentences[0], in_items = f"{lead} {sentences[0]}", True

@@ -409,6 +409,8 @@ def test_a_one_word_bold_line_leads_its_list_and_inhaler_classes_speak_for_their
     text = "**Asthma**\n- Never use a LABA alone.\n\n**COPD**\n- Start with a LAMA."
     found = units(1, "Inhalers", "Inhalers > Use", text)
     assert [u.text for u in found] == ["Asthma: Never use a LABA alone.", "COPD: Start with a LAMA."]
+    found = units(1, "Stroke", "Stroke > Early care", "**Blood pressure:**\n- Use IV labetalol if needed.")
+    assert [u.text for u in found] == ["Blood pressure: Use IV labetalol if needed."]  # ending in ":" too
     # Salmeterol is a LABA: the line about LABAs and ICS was "about other drugs" (ICS) and never quoted.
     answer = starter_agent.ask("On a brown inhaler for asthma - can we add salmeterol on its own, or is a LABA alone "
                                "a problem?")
