@@ -113,7 +113,7 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "blind2", "all"], default="test")
+    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "all"], default="test")
     parser.add_argument("--model", choices=["none", "base"], default="base")
     parser.add_argument("--adapter", help="a PEFT adapter folder for the base model (the tuned reader)")
     parser.add_argument("--home", help="a home with the starter notes and the converted model (default: new)")
