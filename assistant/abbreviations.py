@@ -61,6 +61,22 @@ ABBREVIATIONS = {
     "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",
     # Compound preparations, named by what they hold: "co-codamol" is in no note, codeine and paracetamol are.
     "co-codamol": "codeine with paracetamol", "co-dydramol": "dihydrocodeine with paracetamol",
+    # Drugs as the ward says them: cut short, or by brand. A brand is in no note, and "Entresto target dose?" was
+    # refused as a question about something the notes do not cover.
+    "fluclox": "flucloxacillin", "amox": "amoxicillin", "co-amox": "co-amoxiclav", "clari": "clarithromycin",
+    "doxy": "doxycycline", "cipro": "ciprofloxacin", "trimeth": "trimethoprim",
+    "thyroxine": "levothyroxine", "simva": "simvastatin", "atorva": "atorvastatin",
+    "bisop": "bisoprolol", "norad": "noradrenaline", "mag sulph": "magnesium sulfate",
+    "entresto": "sacubitril-valsartan", "eliquis": "apixaban", "xarelto": "rivaroxaban", "pradaxa": "dabigatran",
+    "lixiana": "edoxaban", "brilique": "ticagrelor", "brilinta": "ticagrelor", "plavix": "clopidogrel",
+    "jardiance": "empagliflozin", "forxiga": "dapagliflozin", "farxiga": "dapagliflozin",
+    "ozempic": "semaglutide", "wegovy": "semaglutide", "victoza": "liraglutide", "glucophage": "metformin",
+    "lasix": "furosemide", "ventolin": "salbutamol", "spiriva": "tiotropium", "symbicort": "budesonide-formoterol",
+    "seretide": "fluticasone-salmeterol", "epipen": "adrenaline auto-injector", "augmentin": "co-amoxiclav",
+    "calpol": "paracetamol", "tylenol": "paracetamol", "nurofen": "ibuprofen", "advil": "ibuprofen",
+    "zoloft": "sertraline", "lustral": "sertraline", "prozac": "fluoxetine", "lipitor": "atorvastatin",
+    "coumadin": "warfarin", "narcan": "naloxone", "macrobid": "nitrofurantoin", "keflex": "cefalexin",
+    "zestril": "lisinopril", "norvasc": "amlodipine", "synthroid": "levothyroxine",
 }
 # Capitals must match ("PE" is pulmonary embolism, "pe" nothing); shorthand listed in lower case matches in
 # any case ("Pred", "Post-BD").

@@ -107,6 +107,7 @@ where why how do does did should would could can may might i we you he she it th
 me us them this that these those there here at by from as about into than then so if not no yes any some all
 very much many please tell give me patient patients someone person people
 husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
+nan nana nanna gran granny grandpa bit lot
 today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks has had have having
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
@@ -177,6 +178,9 @@ DRUG_CLASSES = {
     "glp-1 agonist": (r"glp-?1(?: receptor)?(?: agonists?| ras?)?", r"\w+glutide"),
     "nsaid": (r"nsaids?", r"ibuprofen|naproxen|diclofenac|\w+coxib|\w+fenac|\w+profen"),
     "opioid": (r"opioids?|opiates?", r"morphine|codeine|tramadol|oxycodone|fentanyl|buprenorphine"),
+    "mra": (r"mras?|mineralocorticoid receptor antagonists?|aldosterone antagonists?", r"spironolactone|eplerenone"),
+    "renin-angiotensin blocker": (r"renin-angiotensin(?: system)? (?:blockers?|blockade|inhibitors?)|ras blockers?",
+                                  r"\w+pril|\w+sartan"),
     "diuretic": (r"diuretics?|thiazides?|water tablets?", r"furosemide|bumetanide|indapamide|\w*thiazide|"
                  r"chlortalidone|spironolactone|eplerenone"),
     "corticosteroid": (r"steroids?|corticosteroids?|ics", r"prednisolone|prednisone|hydrocortisone|dexamethasone|"

@@ -119,8 +119,9 @@ class Retriever:
 
         vocab = self.bm25.vocab if self.bm25 is not None else []
         close = difflib.get_close_matches(stem, vocab, n=3, cutoff=0.8) if len(stem) >= 5 else []
-        # A typo is one slip (two in a long word); a near ratio alone maps "toddler" to "toler" (tolerance).
-        close = [word for word in close if _edits(stem, word) <= (1 if len(stem) < 8 else 2)]
+        # A typo is one slip (two in a long word); a near ratio alone maps "toddler" to "toler" (tolerance). And it
+        # keeps the first letter: "croup" is no typo of "group", and read as one it hid that no note covers croup.
+        close = [word for word in close if _edits(stem, word) <= (1 if len(stem) < 8 else 2) and word[0] == stem[0]]
         return (close[0], self.bm25.frequency(close[0])) if close else None
 
     @property

@@ -18,7 +18,7 @@ import pytest
 from assistant.abbreviations import expand
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
-from assistant.evidence import EvidenceReader, about, drugs_named, question_type, units
+from assistant.evidence import EvidenceReader, about, covers, drugs_named, question_type, units
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -391,6 +391,11 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     # notes use ("co-amoxiclav"), so it was not spelled out, and the question was refused as an uncovered topic.
     answer = starter_agent.ask("can i take co-codamol for my pain while breastfeeding my 1 week old?")
     assert "Codeine: contraindicated" in answer.answer and "when breastfeeding" in answer.answer, answer.answer
+    # A drug as the ward says it, cut short or by its brand: each was refused as a topic no note covers.
+    answer = starter_agent.ask("usual adult oral fluclox dose?")
+    assert "Flucloxacillin — Typical dose: 500 mg–1 g four times daily" in answer.answer, answer.answer
+    answer = starter_agent.ask("Entresto target dose?")
+    assert "sacubitril-valsartan (an ARNI), target 97/103 mg twice daily" in answer.answer, answer.answer
     # LFTs are the liver tests, and ALT is the one the notes name: "ALT: at 3 and 12 months" shared no word with it.
     answer = starter_agent.ask("when do LFTs need checking after starting a statin?")
     assert "ALT: at 3 and 12 months" in answer.answer, answer.answer
@@ -450,6 +455,14 @@ def test_a_line_about_a_drugs_class_shares_its_words(starter_agent):
     assert "ACE inhibitors, ARBs and diuretics: kidney injury" in answer.sentences[0].text, answer.answer
 
 
+def test_mras_and_renin_angiotensin_blockers_are_classes():
+    # "halve the MRA dose" was about no drug, so it was not spironolactone's line and lost to hypertension's.
+    line = "above 5.5 mmol/L: halve the MRA or renin-angiotensin blocker dose"
+    assert drugs_named(line) == {"mra", "renin-angiotensin blocker"}
+    assert all(covers(line, drug) for drug in ("spironolactone", "eplerenone", "ramipril", "losartan"))
+    assert not covers(line, "bisoprolol")
+
+
 def test_a_target_question_quotes_the_target(starter_agent):
     # "Target 2.5 (range 2.0–3.0)" had no look of a threshold, and warfarin's slow start in AF was quoted alone.
     answer = starter_agent.ask("Warfarin target INR for AF?")
@@ -496,7 +509,12 @@ def test_a_topic_the_notes_only_brush_against_abstains(starter_agent):
         assert answer.abstained, answer.answer
         assert word in answer.abstain_reason
     assert starter_agent.kb.retriever.near("toddler") is None
+    assert starter_agent.kb.retriever.near("croup") is None  # no typo of "group": a typo keeps its first letter
     assert starter_agent.kb.retriever.near("amoxicilin")[0] == "amoxicillin"
+    # "nan" (a grandmother) and "a bit" are words of conversation, not topics the notes leave out.
+    answer = starter_agent.ask("Is it worth dipping the urine of my 84 year old nan in her care home, she's been a "
+                               "bit more confused?")
+    assert "do not use urine dipsticks in people over 65" in answer.answer, answer.answer
 
 
 def test_a_medicines_form_is_no_topic(starter_agent):

@@ -393,6 +393,27 @@ def test_doc_id_differs_with_a_route_override(tmp_path):
     assert len(ids) == 3
 
 
+def test_doc_id_changes_when_the_way_files_are_read_changes(tmp_path, monkeypatch):
+    """Ingesting a file again after the reader changed must read it anew, not keep the old chunks as unchanged."""
+    import corpus.loaders
+
+    path = write(tmp_path / "a.md", NOTE_WITH_FRONT_MATTER)
+    before = load_document(path).doc_id
+    monkeypatch.setattr(corpus.loaders, "READER_VERSION", corpus.loaders.READER_VERSION + 1)
+
+    assert load_document(path).doc_id != before
+
+
+def test_markdown_bold_initials_stay_part_of_their_word(tmp_path):
+    """"**A**ge 75 or over" was searched and read as "A" and "ge": no question about age found the line."""
+    doc = load_document(write(tmp_path / "score.md", "# Score\n\n- **C**onfusion;\n- **A**ge 75 or over: 2\n"
+                                                      "- **S**ex **c**ategory female: 1\n- **BE-FAST** adds two.\n"))
+    text = doc.sections[0].text
+
+    assert "- Confusion;" in text and "- Age 75 or over: 2" in text and "- Sex category female: 1" in text
+    assert "**BE-FAST** adds two." in text  # a whole word in bold is a label, and keeps its bold
+
+
 # --- failures ------------------------------------------------------------------------------------
 
 
