@@ -64,9 +64,10 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
     "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drugs?|antibiotics?|medicines?|"
                    r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"
                    r"treatment of choice|empiric\w*|what to give|what should (?:i|we) give|next (?:step|inhaler|drug|"
-                   r"treatment|line)|first(?=\s*(?:[?.,!]|$))|first (?:treatment|step|drug)|reverse\w*)\b",
+                   r"treatment|line)|first(?=\s*(?:[?.,!]|$))|first (?:treatment|step|drug)|reverse\w*|"
+                   r"most effective|best evidence|works? best)\b",
                    r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
-                   r"step 1|usual choice)\b"),
+                   r"step 1|usual choice|most effective)\b"),
     "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*)\b",
                    r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*|"
                    r"after (?:starting|each|any))\b"),

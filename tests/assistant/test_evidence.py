@@ -455,6 +455,17 @@ def test_a_line_about_a_drugs_class_shares_its_words(starter_agent):
     assert "ACE inhibitors, ARBs and diuretics: kidney injury" in answer.sentences[0].text, answer.answer
 
 
+def test_a_score_item_is_quoted_with_what_it_scores_and_most_effective_asks_for_first_line(starter_agent):
+    # "**A**ge 75 or over: 2" read as "A" and "ge", under no lead-in: the NICE anticoagulation threshold was quoted.
+    answer = starter_agent.ask("How many CHA2DS2-VASc points does being 78 years old score?")
+    assert "Points for each item: Age 75 or over: 2" in answer.sentences[0].text, answer.answer
+    assert question_type("What does NICE say is the most effective treatment?") == "first_line"
+    answer = starter_agent.ask("For more severe depression (PHQ-9 of 19), what does NICE say is the most effective "
+                               "treatment?")
+    assert "The most effective option is individual CBT combined with an antidepressant" in answer.answer, (
+        answer.answer)
+
+
 def test_mras_and_renin_angiotensin_blockers_are_classes():
     # "halve the MRA dose" was about no drug, so it was not spironolactone's line and lost to hypertension's.
     line = "above 5.5 mmol/L: halve the MRA or renin-angiotensin blocker dose"
