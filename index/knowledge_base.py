@@ -27,6 +27,7 @@ Two processes on one home (a chat open while `medassist ingest` runs in another 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import threading
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal
 
 from corpus import STARTER_DIR, SUPPORTED_SUFFIXES, LoadError, chunk_document, load_document
+from corpus import loaders
 from corpus.loaders import DEFAULT_MAX_BYTES
 from index import sparse
 from index.embed import Embedder
@@ -293,12 +295,22 @@ class KnowledgeBase:
             self._drop(record.doc_id)
         self._sync_bm25()
 
+    def starter_pending(self) -> bool:
+        """Whether `ensure_starter` has work: a new home, or starter notes (or the reading of files) changed since."""
+        return self.manifest.get_meta("starter_version") != _starter_version()
+
     def ensure_starter(self, on_result=None, on_progress=None) -> list[IngestResult] | None:
-        """Ingest the built-in starter notes the first time a home directory is used, and never again."""
-        if self.manifest.get_meta("starter_ingested"):
+        """Ingest the built-in starter notes the first time a home directory is used. After an upgrade that changed
+        them, or how files are read, the notes still indexed are read again: a home kept the old chunks for good,
+        and no fix to a note reached it. A note the user removed stays removed."""
+        if not self.starter_pending():
             return None
-        results = self.ingest(sorted(STARTER_DIR.glob("*.md")), on_result=on_result, on_progress=on_progress)
+        notes = sorted(STARTER_DIR.glob("*.md"))
+        if self.manifest.get_meta("starter_ingested"):
+            notes = [path for path in notes if self.manifest.find(str(path.resolve()))]
+        results = self.ingest(notes, on_result=on_result, on_progress=on_progress)
         self.manifest.set_meta("starter_ingested", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.manifest.set_meta("starter_version", _starter_version())
         return results
 
     def _ingest_file(self, path: Path, route: str | None, report: Callable[[int, int], None]) -> IngestResult:
@@ -365,3 +377,11 @@ class KnowledgeBase:
                 sparse.build_delta(self.bm25_dir, [chunk_to_node(c) for c in chunks], generation)
                 return
         sparse.build(self.bm25_dir, [chunk_to_node(c) for c in self.manifest.ready_chunks()], generation)
+
+
+def _starter_version() -> str:
+    """The starter notes' bytes and the file reader's version, hashed: what a home's starter chunks were made from."""
+    digest = hashlib.sha256(f"reader={loaders.READER_VERSION}".encode())
+    for path in sorted(STARTER_DIR.glob("*.md")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

@@ -54,13 +54,17 @@ def ingest_progress(description: str):
 
 
 def ensure_starter(kb) -> None:
-    """The first command against an empty home ingests the starter notes, once, with progress."""
-    if kb.manifest.get_meta("starter_ingested"):
+    """The first command against an empty home ingests the starter notes, once, with progress; the first after an
+    upgrade that changed them reads them again."""
+    if not kb.starter_pending():
         return
-    err.print("[bold]First run:[/] indexing the built-in starter notes (once)...")
+    first = not kb.manifest.get_meta("starter_ingested")
+    err.print("[bold]First run:[/] indexing the built-in starter notes (once)..." if first else
+              "[bold]The starter notes changed in this version:[/] reading them again...")
     with ingest_progress("starter notes") as (on_result, on_progress):
         results = kb.ensure_starter(on_progress=on_progress)
-    err.print(f"Indexed {sum(r.status == 'added' for r in results or [])} starter notes.")
+    done = [r for r in results or [] if r.status in ("added", "replaced")]
+    err.print(f"Indexed {len(done)} starter notes.")
 
 
 def register(main: click.Group) -> None:

@@ -233,6 +233,31 @@ def test_starter_notes_are_ingested_once(make_kb):
     assert len(kb.documents()) == len(first) - 1
 
 
+def test_starter_notes_changed_by_an_upgrade_are_read_again(make_kb, tmp_path, monkeypatch):
+    """A home kept its first starter chunks for good: a note fixed in a later version never reached it."""
+    import index.knowledge_base
+
+    starter = tmp_path / "starter"
+    starter.mkdir()
+    for name, text in [("gout", "colchicine for a flare"), ("asthma", "a SABA as needed"), ("copd", "a LAMA first")]:
+        (starter / f"{name}.md").write_text(f"# {name}\n\nTreatment: {text}.\n", encoding="utf-8")
+    monkeypatch.setattr(index.knowledge_base, "STARTER_DIR", starter)
+    kb = make_kb(tmp_path / "home")
+    first = kb.ensure_starter()
+    kb.remove(next(r.doc_id for r in first if r.path.endswith("copd.md")))
+    assert not kb.starter_pending() and kb.ensure_starter() is None
+
+    (starter / "gout.md").write_text("# gout\n\nTreatment: colchicine 500 micrograms for a flare.\n", encoding="utf-8")
+    (starter / "copd.md").write_text("# copd\n\nTreatment: a LAMA, then a LAMA plus a LABA.\n", encoding="utf-8")
+    assert kb.starter_pending()
+    again = {Path(r.path).name: r.status for r in kb.ensure_starter()}
+
+    assert again == {"gout.md": "replaced", "asthma.md": "unchanged"}  # the removed note stays removed
+    assert "500 micrograms" in kb.search("colchicine dose", k=1)[0].chunk.text
+    assert {d.title for d in kb.documents()} == {"gout", "asthma"}
+    assert kb.ensure_starter() is None
+
+
 def test_state_survives_reopening(make_kb, notes, tmp_path):
     make_kb(tmp_path / "kb").ingest(notes.values())
     reopened = make_kb(tmp_path / "kb")
