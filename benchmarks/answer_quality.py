@@ -6,9 +6,9 @@
 benchmarks/data/answer_questions.jsonl holds clinical questions written for the project, each with the
 note(s) that answer it, regexes for the expected fact and the question's subject, plus off-topic
 questions; `split` divides them into a dev half (the evidence reader's weights were tuned on it), a
-test half (reported), and three sets written later by helpers blind to the rest (docs/benchmarks.md):
-`fresh` (used to find faults since), `blind` (read after its run) and `blind2` (unread). For each question the
-agent answers as `medassist ask` would, and we count:
+test half (reported), and four sets written later by helpers blind to the rest (docs/benchmarks.md):
+`fresh` and `blind2` (used to find faults since), `blind` (read after its run) and `blind3` (unread). For each
+question the agent answers as `medassist ask` would, and we count:
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
 - right source cited: a citation the answer uses comes from an expected note;
