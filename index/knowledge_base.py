@@ -296,8 +296,16 @@ class KnowledgeBase:
         self._sync_bm25()
 
     def starter_pending(self) -> bool:
-        """Whether `ensure_starter` has work: a new home, or starter notes (or the reading of files) changed since."""
-        return self.manifest.get_meta("starter_version") != _starter_version()
+        """Whether `ensure_starter` has work: a new home, or one holding starter notes that changed (or are read
+        differently) since they were indexed."""
+        if self.manifest.get_meta("starter_version") == _starter_version():
+            return False
+        return not self.manifest.get_meta("starter_ingested") or bool(self._starter_held())
+
+    def _starter_held(self) -> list[Path]:
+        """The starter notes this home still holds."""
+        held = {d.source for d in self.manifest.documents()}
+        return [path for path in sorted(STARTER_DIR.glob("*.md")) if str(path.resolve()) in held]
 
     def ensure_starter(self, on_result=None, on_progress=None) -> list[IngestResult] | None:
         """Ingest the built-in starter notes the first time a home directory is used. After an upgrade that changed
@@ -305,9 +313,7 @@ class KnowledgeBase:
         and no fix to a note reached it. A note the user removed stays removed."""
         if not self.starter_pending():
             return None
-        notes = sorted(STARTER_DIR.glob("*.md"))
-        if self.manifest.get_meta("starter_ingested"):
-            notes = [path for path in notes if self.manifest.find(str(path.resolve()))]
+        notes = self._starter_held() if self.manifest.get_meta("starter_ingested") else sorted(STARTER_DIR.glob("*.md"))
         results = self.ingest(notes, on_result=on_result, on_progress=on_progress)
         self.manifest.set_meta("starter_ingested", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.manifest.set_meta("starter_version", _starter_version())
