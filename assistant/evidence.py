@@ -90,6 +90,10 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
 _DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a|any) problem|carry on|allowed|"
                        r"can (?:i|we|you|he|she|they) (?:just )?"
                        r"(?:give|take|use|add|have|start|continue|be switched))\b|\bcan \w+ (?:\w+ )?be switched\b")
+# A first-line question whose answer is a drug: "Which antibiotics?", "Which drug class should be added?"
+_WHICH_DRUG = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:drugs?|antibiotics?|medicines?|medications?|agents?|"
+                         r"inhalers?|class|vasopressors?|anticoagulants?|antidepressants?|statins?)\b|"
+                         r"\bempiric\w* (?:antibiotics?|treatment)", re.I)
 _DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
 # A value the question gives (eGFR 25, FEV1 45%, potassium 5.8, "score of 3") and the band or threshold of a unit
 # that holds it ("CrCl 15–29", "GOLD 3 (severe): 30–49%", "above 5.5 mmol/L", "3 or more"): what a clinician
@@ -424,6 +428,9 @@ class EvidenceReader:
         asked = drugs_named(question)
         if kind == "first_line":  # "on metformin, with heart failure: which drug next?" names what the answer is not
             wrong[:] = False
+        # "Which antibiotics ...?" is answered by a line that names one (not just "antibiotics"), whatever its
+        # words: the CURB-65 bands ("Score 3–5: high") led, and the regimen they point to was not quoted.
+        drug_asked = kind == "first_line" and bool(_WHICH_DRUG.search(last_sentence(question)))
         if rare_words:  # the unit, its heading or its paragraph names the question's rare word
             named = np.array([1.0 if rare_words & set(_terms(f"{c} {u.context}")) else 0.0
                               for c, u in zip(contexts, candidates)])
@@ -431,7 +438,8 @@ class EvidenceReader:
         columns = {
             "dense": vectors[1:] @ vectors[0],
             "lexical": _lexical(question, contexts, [_members_covered(asked, c) for c in contexts]),
-            "type": np.array([1.0 if looks and looks.search(c) else 0.0 for c in contexts]),
+            "type": np.array([1.0 if looks and looks.search(c) or (drug_asked and drugs_named(u.text) - asked) else 0.0
+                              for c, u in zip(contexts, candidates)]),
             "subject": subject,
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
             # The item's own band: "giving 0–27:" leads every PHQ-9 band and holds every score.

@@ -466,6 +466,15 @@ def test_a_score_item_is_quoted_with_what_it_scores_and_most_effective_asks_for_
         answer.answer)
 
 
+def test_a_which_drug_question_is_answered_by_a_line_that_names_a_drug(starter_agent):
+    # The CURB-65 bands ("Score 3–5: high ...") led, and the high-severity regimen was not quoted at all.
+    answer = starter_agent.ask("Which antibiotics for high-severity community acquired pneumonia (CURB-65 of 4) in "
+                               "the UK?")
+    assert "High severity: co-amoxiclav" in answer.answer and "clarithromycin 500 mg twice daily" in answer.answer, (
+        answer.answer)
+    assert not any(line["text"].startswith("Score") for line in quote_lines(answer)), answer.answer
+
+
 def test_mras_and_renin_angiotensin_blockers_are_classes():
     # "halve the MRA dose" was about no drug, so it was not spironolactone's line and lost to hypertension's.
     line = "above 5.5 mmol/L: halve the MRA or renin-angiotensin blocker dose"
