@@ -451,17 +451,22 @@ class EvidenceReader:
 
 def _in_range(question: str, texts: list[str]) -> np.ndarray:
     """1 where a text states a band or threshold that holds a value the question gives (see _BAND)."""
-    values = [float(v) for v in _VALUE.findall(question)]
+    values = [(float(m.group(1)), _percent(question, m)) for m in _VALUE.finditer(question)]
     if not values:
         return np.zeros(len(texts))
 
     def brackets(text: str) -> bool:
-        spans = [(float(a), float(b)) for a, b in _BAND.findall(text)]
-        spans += [(float(a or b), math.inf) for a, b in _AT_LEAST.findall(text)]
-        spans += [(-math.inf, float(a or b)) for a, b in _AT_MOST.findall(text)]
-        return any(low <= v <= high for v in values for low, high in spans)
+        spans = [(float(m.group(1)), float(m.group(2)), _percent(text, m)) for m in _BAND.finditer(text)]
+        spans += [(float(m.group(1) or m.group(2)), math.inf, _percent(text, m)) for m in _AT_LEAST.finditer(text)]
+        spans += [(-math.inf, float(m.group(1) or m.group(2)), _percent(text, m)) for m in _AT_MOST.finditer(text)]
+        return any(low <= v <= high and shares == percent for v, percent in values for low, high, shares in spans)
 
     return np.array([1.0 if brackets(text) else 0.0 for text in texts])
+
+
+def _percent(text: str, match: re.Match) -> bool:
+    """Whether a value or band is a percentage: "below 25%" holds no "CURB-65 of 4", and "FEV1 45%" no "4.5 mmol/L"."""
+    return "%" in match.group(0) or text[match.end():match.end() + 2].lstrip().startswith("%")
 
 
 _NEGATION = r"(?:\b(?:not|cannot|can't|unable to|no|without)\s+|\b(?:un|non-?))"

@@ -473,6 +473,14 @@ def test_a_which_drug_question_is_answered_by_a_line_that_names_a_drug(starter_a
     assert "High severity: co-amoxiclav" in answer.answer and "clarithromycin 500 mg twice daily" in answer.answer, (
         answer.answer)
     assert not any(line["text"].startswith("Score") for line in quote_lines(answer)), answer.answer
+    # "below 25%" (macrolide resistance) held the score of 4 too, and the US outpatient line led.
+    assert "US guidance" not in answer.sentences[0].text, answer.answer
+
+
+def test_a_percentage_band_holds_only_a_percentage(starter_agent):
+    # "GOLD 4 (very severe): under 30%" held the FEV1/FVC ratio 0.62 and led, above the grade of FEV1 45%.
+    answer = starter_agent.ask("Post-BD FEV1/FVC 0.62 and FEV1 45% predicted: which GOLD grade?")
+    assert "GOLD 3 (severe): 30–49%" in answer.sentences[0].text, answer.answer
 
 
 def test_mras_and_renin_angiotensin_blockers_are_classes():
