@@ -60,7 +60,7 @@ ABBREVIATIONS = {
     # of their words.
     "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",
     # Compound preparations, named by what they hold: "co-codamol" is in no note, codeine and paracetamol are.
-    "co-codamol": "codeine with paracetamol", "co-dydramol": "dihydrocodeine with paracetamol",
+    "K+": "potassium", "co-codamol": "codeine with paracetamol", "co-dydramol": "dihydrocodeine with paracetamol",
     # Drugs as the ward says them: cut short, or by brand. A brand is in no note, and "Entresto target dose?" was
     # refused as a question about something the notes do not cover.
     "fluclox": "flucloxacillin", "amox": "amoxicillin", "co-amox": "co-amoxiclav", "clari": "clarithromycin",
@@ -86,6 +86,11 @@ _PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in sorted(ABB
                       + r"|(?i:" + "|".join(re.escape(a) for a in sorted(_LOWER, key=len, reverse=True)) + r"))(?![\w-])")
 
 
+# "K 3.1", "K=5.9", "K+ 6.2": potassium, when a value follows (not "vitamin K"). Written "K+" and spelled out as
+# that; the notes never write it, and "pt on lasix 80mg, K 3.1" quoted furosemide's doses, nothing on potassium.
+_POTASSIUM = re.compile(r"(?<![\w-])K\+?(?=\s*[=:]?\s*\d)")
+
+
 def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -> str:
     """The question with each known abbreviation followed by its meaning, once: "DCCV (electrical
     cardioversion)". Not when the meaning is already spelled out, nor when `spoken(short)` says the indexed notes
@@ -102,4 +107,4 @@ def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -
         seen.add(short)
         return f"{short} ({meaning})" if keep_short else meaning
 
-    return _PATTERN.sub(spell, question)
+    return _PATTERN.sub(spell, _POTASSIUM.sub("K+", question))

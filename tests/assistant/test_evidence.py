@@ -375,6 +375,9 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert expand("Post-BD FEV1 in COPD, chronic obstructive pulmonary disease") == (
         "Post-BD (post-bronchodilator) FEV1 in COPD, chronic obstructive pulmonary disease")  # spelled out already
     assert expand("CAP or DCCV?", spoken=lambda short: short == "CAP") == "CAP or DCCV (electrical cardioversion)?"
+    # "K" with a value is potassium; vitamin K is not.
+    assert expand("On lasix, K 3.1 - and K=5.9 later") == "On lasix (furosemide), K+ (potassium) 3.1 - and K+=5.9 later"
+    assert expand("Vitamin K for warfarin reversal") == "Vitamin K for warfarin reversal"
     # The starter notes never write "DCCV": without its meaning the reader quoted DAPT after PCI and warfarin's
     # monitoring interval.
     answer = starter_agent.ask("AF for ~4 days, stable, planned DCCV. How long anticoagulated beforehand?")
