@@ -86,9 +86,9 @@ _PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in sorted(ABB
                       + r"|(?i:" + "|".join(re.escape(a) for a in sorted(_LOWER, key=len, reverse=True)) + r"))(?![\w-])")
 
 
-# "K 3.1", "K=5.9", "K+ 6.2": potassium, when a value follows (not "vitamin K"). Written "K+" and spelled out as
-# that; the notes never write it, and "pt on lasix 80mg, K 3.1" quoted furosemide's doses, nothing on potassium.
-_POTASSIUM = re.compile(r"(?<![\w-])K\+?(?=\s*[=:]?\s*\d)")
+# "K 3.1", "K=5.9", "K+ 6.2": potassium, when a value follows (not "vitamin K 5 mg"). Written "K+" and spelled out
+# as that; the notes never write it, and "pt on lasix 80mg, K 3.1" quoted furosemide's doses, nothing on potassium.
+_POTASSIUM = re.compile(r"(?<![\w-])(?<!(?i:vitamin) )(?<!(?i:vit) )K\+?(?=\s*[=:]?\s*\d)")
 
 
 def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -> str:

@@ -377,7 +377,7 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert expand("CAP or DCCV?", spoken=lambda short: short == "CAP") == "CAP or DCCV (electrical cardioversion)?"
     # "K" with a value is potassium; vitamin K is not.
     assert expand("On lasix, K 3.1 - and K=5.9 later") == "On lasix (furosemide), K+ (potassium) 3.1 - and K+=5.9 later"
-    assert expand("Vitamin K for warfarin reversal") == "Vitamin K for warfarin reversal"
+    assert expand("Vitamin K 5 mg IV, or vit K 1 mg?") == "Vitamin K 5 mg IV (intravenous), or vit K 1 mg?"
     # The starter notes never write "DCCV": without its meaning the reader quoted DAPT after PCI and warfarin's
     # monitoring interval.
     answer = starter_agent.ask("AF for ~4 days, stable, planned DCCV. How long anticoagulated beforehand?")
