@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal
 
 from corpus import STARTER_DIR, SUPPORTED_SUFFIXES, LoadError, chunk_document, load_document
-from corpus import loaders
-from corpus.loaders import DEFAULT_MAX_BYTES
+from corpus.loaders import DEFAULT_MAX_BYTES, READER_VERSION
 from index import sparse
 from index.embed import Embedder
 from index.manifest import DocumentRecord, Manifest
@@ -387,7 +386,7 @@ class KnowledgeBase:
 
 def _starter_version() -> str:
     """The starter notes' bytes and the file reader's version, hashed: what a home's starter chunks were made from."""
-    digest = hashlib.sha256(f"reader={loaders.READER_VERSION}".encode())
+    digest = hashlib.sha256(f"reader={READER_VERSION}".encode())
     for path in sorted(STARTER_DIR.glob("*.md")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
