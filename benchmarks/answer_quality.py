@@ -6,8 +6,9 @@
 benchmarks/data/answer_questions.jsonl holds clinical questions written for the project, each with the
 note(s) that answer it, regexes for the expected fact and the question's subject, plus off-topic
 questions; `split` divides them into a dev half (the evidence reader's weights were tuned on it), a
-test half (reported), and four sets written later by helpers blind to the rest (docs/benchmarks.md):
-`fresh` and `blind2` (used to find faults since), `blind` (read after its run) and `blind3` (unread). For each
+test half (reported), and five sets written later by helpers blind to the rest (docs/benchmarks.md):
+`fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (unread, but run
+to choose between variants in stop 25) and `blind4` (unread, never run yet). For each
 question the agent answers as `medassist ask` would, and we count:
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
@@ -113,7 +114,8 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "all"], default="test")
+    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "all"],
+                        default="test")
     parser.add_argument("--model", choices=["none", "base"], default="base")
     parser.add_argument("--adapter", help="a PEFT adapter folder for the base model (the tuned reader)")
     parser.add_argument("--home", help="a home with the starter notes and the converted model (default: new)")
