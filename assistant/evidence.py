@@ -13,8 +13,7 @@ assistant used to answer "apixaban dose at eGFR 25?" with the metformin note's e
    bonus when the unit has what the question's type asks for (a dose has a number and a unit; a
    duration has days or weeks; a contraindication says avoid or do not), and a smaller one when the unit
    states the band or threshold that holds a value the question gives ("eGFR 38" -> "eGFR 30–44: ..."); a
-   unit that negates what the question states ("unconscious" for a conscious patient), or sets a threshold for a
-   blood result the question gives that excludes its value ("potassium 4.5 or below" at 5.8), scores lower.
+   unit that negates what the question states ("unconscious" for a conscious patient) scores lower.
 3. The question's subject decides what may be quoted at all: when the question names a drug, a unit
    that names another drug and not this one (in its text or its heading) is never quoted.
 4. The best unit is quoted, and up to two more that score close to it; the same text never twice.
@@ -38,8 +37,8 @@ from assistant.router import DRUG_NAMES, DRUG_STEMS
 MAX_QUOTES = 3
 CLOSE_TO_BEST = 0.2  # a further quote must score within this of the best one (scores are ~0..2)
 # ... and within this when it comes from another note than the best one. 0.08 / 0.12 / 0.16 -> 262 / 264 / 264 facts
-# of the 312 tuning questions and 21 / 21 / 23 quotes about another subject, but 0.12 on test and blind3: no fact
-# more, one such quote more (stop 25)
+# of the 312 tuning questions and 21 / 21 / 23 quotes about another subject; 0.12 on test and blind3: no fact
+# more and one such quote more, so 0.08 stays (stop 25)
 CLOSE_TO_BEST_OTHER_NOTE = 0.08
 MIN_WORDS = 4  # shorter units ("Caution.") carry no fact worth quoting
 SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together with the next
@@ -53,13 +52,10 @@ SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together wit
 # in_range: 0 / 0.1 / 0.2 / 0.3 -> the quotes hold the fact for 90 / 91 / 91 / 89 dev questions. Small, because a
 # list of bands reads alike to the embedder; it decides between them.
 IN_RANGE_WEIGHT = 0.1
-# out_of_range: 0 / -0.2 / -0.3 -> 264 / 265 / 265 of the 312 tuning questions (dev, fresh, blind, blind2), and
-# 21 / 23 / 23 quotes about another subject: the two are on creatinine questions answered wrongly either way (stop 25)
-OUT_OF_RANGE_WEIGHT = -0.2
 # negates: 0 / -0.15 / -0.3 / -0.5 / -1 -> 93 of 102 dev and 44 / 45 / 45 / 45 / 45 of 60 fresh (stop 23).
-FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates", "out_of_range")
+FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates")
 WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
-           "negates": -0.3, "out_of_range": OUT_OF_RANGE_WEIGHT}
+           "negates": -0.3}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
     "dose": (r"\b(?:doses?|dosing|dosage|how much(?! longer)|mg|strength|loading|regimen|(?:what|infusion) rate|"
@@ -451,11 +447,8 @@ class EvidenceReader:
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
             # The item's own band: "giving 0–27:" leads every PHQ-9 band and holds every score.
             "in_range": _in_range(question, [u.text[len(u.lead):] for u in candidates]),
-            "out_of_range": _out_of_range(question, [u.text[len(u.lead):] for u in candidates],
-                                          [f"{c} {u.context}" for c, u in zip(contexts, candidates)]),
             "negates": _negates(question, [u.text for u in candidates]),
         }
-        columns["in_range"] *= 1 - columns["out_of_range"]  # its band is for a result the question gives, not held
         return np.column_stack([columns[name] for name in FEATURES]), wrong
 
 
@@ -464,40 +457,14 @@ def _in_range(question: str, texts: list[str]) -> np.ndarray:
     values = [(float(m.group(1)), _percent(question, m)) for m in _VALUE.finditer(question)]
     if not values:
         return np.zeros(len(texts))
-    return np.array([1.0 if any(low <= v <= high and shares == percent for v, percent in values
-                                for low, high, shares in _spans(text)) else 0.0 for text in texts])
 
+    def brackets(text: str) -> bool:
+        spans = [(float(m.group(1)), float(m.group(2)), _percent(text, m)) for m in _BAND.finditer(text)]
+        spans += [(float(m.group(1) or m.group(2)), math.inf, _percent(text, m)) for m in _AT_LEAST.finditer(text)]
+        spans += [(-math.inf, float(m.group(1) or m.group(2)), _percent(text, m)) for m in _AT_MOST.finditer(text)]
+        return any(low <= v <= high and shares == percent for v, percent in values for low, high, shares in spans)
 
-def _spans(text: str) -> list[tuple[float, float, bool]]:
-    """The bands and thresholds a text states: (low, high, is a percentage)."""
-    spans = [(float(m.group(1)), float(m.group(2)), _percent(text, m)) for m in _BAND.finditer(text)]
-    spans += [(float(m.group(1) or m.group(2)), math.inf, _percent(text, m)) for m in _AT_LEAST.finditer(text)]
-    spans += [(-math.inf, float(m.group(1) or m.group(2)), _percent(text, m)) for m in _AT_MOST.finditer(text)]
-    return spans
-
-
-_MEASURE_WINDOW = 4  # words before a value that may name the blood result it is ("potassium now 5.8")
-_LABS = frozenset("potassium sodium creatinin egfr crcl hba1c glucos inr tsh ferritin haemoglobin platelet lactat "
-                  "urea calcium magnesium".split())  # stems
-
-
-def _out_of_range(question: str, texts: list[str], contexts: list[str]) -> np.ndarray:
-    """1 where a text sets a band or threshold for a blood result the question gives, and it does not hold the
-    question's value: "if potassium is 4.5 mmol/L or below, add spironolactone" is no answer at potassium 5.8."""
-    results = []  # (value, its blood result)
-    for m in _VALUE.finditer(question):
-        labs = set(_terms(" ".join(question[:m.start()].split()[-_MEASURE_WINDOW:]))) & _LABS
-        results += [(float(m.group(1)), lab) for lab in labs]
-    if not results:
-        return np.zeros(len(texts))
-
-    def excludes(text: str, context: str) -> bool:
-        spans = [(low, high) for low, high, percent in _spans(text) if not percent]
-        named = set(_terms(context))
-        return bool(spans) and any(lab in named and not any(low <= v <= high for low, high in spans)
-                                   for v, lab in results)
-
-    return np.array([1.0 if excludes(t, c) else 0.0 for t, c in zip(texts, contexts)])
+    return np.array([1.0 if brackets(text) else 0.0 for text in texts])
 
 
 def _percent(text: str, match: re.Match) -> bool:

@@ -585,10 +585,3 @@ def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(st
     assert dosed[0].text == "Colchicine 500 micrograms two to four times daily for a flare.", dosed
 
 
-
-def test_a_threshold_that_excludes_the_patients_result_is_not_the_answer(starter_agent):
-    # "Step 4: if potassium is 4.5 mmol/L or below, add low-dose spironolactone" restates the question's words
-    # better than heart failure's line for a high potassium, and led; a threshold for the blood result the
-    # question gives that does not hold its value now scores lower.
-    answer = starter_agent.ask("spironolactone in HFrEF, potassium 5.7 today - change the dose?")
-    assert "above 5.5 mmol/L: halve the MRA" in answer.sentences[0].text, answer.answer
