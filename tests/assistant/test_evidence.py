@@ -583,5 +583,3 @@ def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(st
                         [(1, "Gout", "Gout > Flares", "- Colchicine 500 micrograms two to four times daily for a "
                                                       "flare. Stop if diarrhoea starts.")])
     assert dosed[0].text == "Colchicine 500 micrograms two to four times daily for a flare.", dosed
-
-
