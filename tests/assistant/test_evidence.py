@@ -134,7 +134,7 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert question_type("How much paracetamol can I give a frail 42 kg lady?") == "dose"
     assert question_type("First-line drug for rate control in AF?") == "first_line"  # "rate" is no infusion rate
     # "How soon" asks a time, like "how long"; what a guideline prefers, or what comes next, is a choice to make.
-    assert question_type("Suspected pyonephrosis with AKI - how soon should the renal ultrasound be done?") == "duration"
+    assert question_type("Suspected pyonephrosis in AKI: how soon should the ultrasound be done?") == "duration"
     assert question_type("Thiazide-like diuretic: which one does NICE prefer?") == "first_line"
     assert question_type("Interim PET negative after two cycles of ABVD: what's next?") == "first_line"
     assert drugs_named("Epinephrine or adrenaline, then Apixaban and a statin") == {"adrenaline", "apixaban", "statin"}
