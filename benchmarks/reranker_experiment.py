@@ -18,8 +18,8 @@ sentence"), labelled 1 when the oracle says it and the response copies it.
         python benchmarks/reranker_experiment.py compare --home HOME --adapter ADAPTER
 
 Result (docs/benchmarks.md, stop 25): on held-out reader rows the reranker's top sentence is the answer for
-0.86 of lists (the bi-encoder's: 0.53), but on our 312 tuning questions its top unit holds the fact for 140,
-against 176 for dense similarity alone and 206 for the reader's score; added to the reader's score it cost
+0.86 of lists (the bi-encoder's: 0.53), but on our 312 tuning questions its top unit holds the fact for 139,
+against 178 for dense similarity alone and 215 for the reader's score; added to the reader's score it cost
 facts. MedQuAD's consumer-health answers are not the starter notes' clinical lines. So it is not used.
 """
 
