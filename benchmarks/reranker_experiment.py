@@ -38,6 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import read_jsonl  # noqa: E402
 
+from assistant.evidence import holds  # noqa: E402  (light: numpy and regexes, so train still runs on a bare GPU box)
+
 HERE = Path(__file__).parent
 TUNING_SPLITS = ("dev", "fresh", "blind", "blind2")
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.1, "target_modules": ["query", "key", "value", "dense"],
@@ -47,10 +49,6 @@ MIN_SENTENCES = 4  # a list shorter than this teaches little about choosing
 _CITATION = re.compile(r"\s*\[\d+\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 _ITEM = re.compile(r"^\s*[-•*]\s+")
-
-
-def _normal(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def _sentences(text: str) -> list[str]:
@@ -68,13 +66,13 @@ def sentence_lists(rows: list[dict]) -> list[dict]:
     for row in rows:
         if not row.get("answerable"):
             continue
-        response = _normal(_CITATION.sub("", row["Response"]))
+        response = _CITATION.sub("", row["Response"])
         docs, labels = [], []
         for source in row["sources"]:
             heading = source["heading"].replace(" > ", " › ")
             for sentence in _sentences(source["text"]):
                 docs.append(f"{heading}: {sentence}")
-                labels.append(int(source["number"] == row["oracle"] and _normal(sentence) in response))
+                labels.append(int(source["number"] == row["oracle"] and holds(response, sentence)))
         if len(docs) >= MIN_SENTENCES and 0 < sum(labels) < len(labels):
             lists.append({"query": row["Question"], "docs": docs, "labels": labels})
     return lists

@@ -304,7 +304,7 @@ class KnowledgeBase:
     def _starter_held(self) -> list[Path]:
         """The starter notes this home still holds."""
         held = {d.source for d in self.manifest.documents()}
-        return [path for path in sorted(STARTER_DIR.glob("*.md")) if str(path.resolve()) in held]
+        return [path for path in _starter_notes() if str(path.resolve()) in held]
 
     def ensure_starter(self, on_result=None, on_progress=None) -> list[IngestResult] | None:
         """Ingest the built-in starter notes the first time a home directory is used. After an upgrade that changed
@@ -312,7 +312,7 @@ class KnowledgeBase:
         and no fix to a note reached it. A note the user removed stays removed."""
         if not self.starter_pending():
             return None
-        notes = self._starter_held() if self.manifest.get_meta("starter_ingested") else sorted(STARTER_DIR.glob("*.md"))
+        notes = self._starter_held() if self.manifest.get_meta("starter_ingested") else _starter_notes()
         results = self.ingest(notes, on_result=on_result, on_progress=on_progress)
         self.manifest.set_meta("starter_ingested", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.manifest.set_meta("starter_version", _starter_version())
@@ -384,9 +384,14 @@ class KnowledgeBase:
         sparse.build(self.bm25_dir, [chunk_to_node(c) for c in self.manifest.ready_chunks()], generation)
 
 
+def _starter_notes() -> list[Path]:
+    """The built-in starter notes, in a fixed order."""
+    return sorted(STARTER_DIR.glob("*.md"))
+
+
 def _starter_version() -> str:
     """The starter notes' bytes and the file reader's version, hashed: what a home's starter chunks were made from."""
     digest = hashlib.sha256(f"reader={READER_VERSION}".encode())
-    for path in sorted(STARTER_DIR.glob("*.md")):
+    for path in _starter_notes():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
