@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -54,12 +53,9 @@ SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together wit
 # list of bands reads alike to the embedder; it decides between them.
 IN_RANGE_WEIGHT = 0.1
 # negates: 0 / -0.15 / -0.3 / -0.5 / -1 -> 93 of 102 dev and 44 / 45 / 45 / 45 / 45 of 60 fresh (stop 23).
-# note_share: 0 / 0.3 / 0.4 / 0.5 / 0.6 / 0.8 -> 264 / 267 / 267 / 268 / 268 / 268 facts of the 312 tuning questions and
-# 21 / 21 / 19 / 18 / 20 / 21 quotes about another subject (stop 26; each of the four sets gained or held)
-NOTE_SHARE_WEIGHT = 0.5
-FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates", "note_share")
+FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates")
 WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
-           "negates": -0.3, "note_share": NOTE_SHARE_WEIGHT}
+           "negates": -0.3}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
     "dose": (r"\b(?:doses?|dosing|dosage|how much(?! longer)|mg|strength|loading|regimen|(?:what|infusion) rate|"
@@ -168,8 +164,8 @@ def question_type(question: str) -> str | None:
     return None
 
 
-SAME_DRUG = {"epinephrine": "adrenaline", "norepinephrine": "noradrenaline", "acetaminophen": "paracetamol",
-             "albuterol": "salbutamol", "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
+SAME_DRUG = {"epinephrine": "adrenaline", "acetaminophen": "paracetamol", "albuterol": "salbutamol",
+             "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
 # Drug classes: what a note or sentence calls the class -> the members it covers. A class word names every
 # member: "Verapamil with a beta-blocker ..." is about bisoprolol, and a sentence under "Direct oral
 # anticoagulants › Counselling" is about apixaban. Two members of one class are siblings: a sentence about
@@ -200,8 +196,6 @@ DRUG_CLASSES = {
     "laba": (r"labas?|long-acting beta-?2?[- ]agonists?", r"salmeterol|formoterol|vilanterol|olodaterol|indacaterol"),
     "saba": (r"sabas?|short-acting beta-?2?[- ]agonists?", r"salbutamol|terbutaline"),
     "lama": (r"lamas?|long-acting muscarinic antagonists?", r"tiotropium|umeclidinium|glycopyrronium|aclidinium"),
-    "vasopressor": (r"vasopressors?|pressors?|inotropes?", r"noradrenaline|norepinephrine|vasopressin|adrenaline|"
-                    r"epinephrine|dobutamine|dopamine|metaraminol|phenylephrine"),
     "antibiotic": (r"antibiotics?", r"\w+cillin|\w+mycin|\w+floxacin|\w+cycline|nitrofurantoin|trimethoprim|"
                    r"cef\w+|co-amoxiclav|clarithromycin"),
 }
@@ -454,18 +448,8 @@ class EvidenceReader:
             # The item's own band: "giving 0–27:" leads every PHQ-9 band and holds every score.
             "in_range": _in_range(question, [u.text[len(u.lead):] for u in candidates]),
             "negates": _negates(question, [u.text for u in candidates]),
-            "note_share": _note_share(candidates),
         }
         return np.column_stack([columns[name] for name in FEATURES]), wrong
-
-
-def _note_share(candidates: list[Unit]) -> np.ndarray:
-    """The share of the retrieved passages that come from each unit's note. The note most passages come from is the
-    question's topic: a line of a note retrieved once, for a word it shares with the question, is a weaker answer
-    ("Acute coronary syndrome covers ... NSTEMI" for "NSTEMI, had a TIA: is prasugrel an option?")."""
-    notes = {u.n: u.title for u in candidates}
-    count = Counter(notes.values())
-    return np.array([count[u.title] / len(notes) for u in candidates])
 
 
 def _in_range(question: str, texts: list[str]) -> np.ndarray:
