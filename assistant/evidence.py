@@ -164,8 +164,8 @@ def question_type(question: str) -> str | None:
     return None
 
 
-SAME_DRUG = {"epinephrine": "adrenaline", "acetaminophen": "paracetamol", "albuterol": "salbutamol",
-             "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
+SAME_DRUG = {"epinephrine": "adrenaline", "norepinephrine": "noradrenaline", "acetaminophen": "paracetamol",
+             "albuterol": "salbutamol", "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
 # Drug classes: what a note or sentence calls the class -> the members it covers. A class word names every
 # member: "Verapamil with a beta-blocker ..." is about bisoprolol, and a sentence under "Direct oral
 # anticoagulants › Counselling" is about apixaban. Two members of one class are siblings: a sentence about
@@ -196,6 +196,8 @@ DRUG_CLASSES = {
     "laba": (r"labas?|long-acting beta-?2?[- ]agonists?", r"salmeterol|formoterol|vilanterol|olodaterol|indacaterol"),
     "saba": (r"sabas?|short-acting beta-?2?[- ]agonists?", r"salbutamol|terbutaline"),
     "lama": (r"lamas?|long-acting muscarinic antagonists?", r"tiotropium|umeclidinium|glycopyrronium|aclidinium"),
+    "vasopressor": (r"vasopressors?|pressors?|inotropes?", r"noradrenaline|norepinephrine|vasopressin|adrenaline|"
+                    r"epinephrine|dobutamine|dopamine|metaraminol|phenylephrine"),
     "antibiotic": (r"antibiotics?", r"\w+cillin|\w+mycin|\w+floxacin|\w+cycline|nitrofurantoin|trimethoprim|"
                    r"cef\w+|co-amoxiclav|clarithromycin"),
 }

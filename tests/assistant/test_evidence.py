@@ -583,3 +583,11 @@ def test_a_quote_that_restates_the_question_brings_the_figure_that_follows_it(st
                         [(1, "Gout", "Gout > Flares", "- Colchicine 500 micrograms two to four times daily for a "
                                                       "flare. Stop if diarrhoea starts.")])
     assert dosed[0].text == "Colchicine 500 micrograms two to four times daily for a flare.", dosed
+
+
+def test_us_names_and_the_vasopressor_class():
+    # "norepinephrine" named no drug, so a US-worded question had no subject; "vasopressor" was no class.
+    assert drugs_named("Start norepinephrine through a peripheral line") == {"noradrenaline"}
+    assert covers("Noradrenaline is the first-line vasopressor", "norepinephrine")
+    assert covers("Vasopressors: start if hypotension continues", "noradrenaline")
+    assert not covers("Vasopressors: start if hypotension continues", "bisoprolol")
