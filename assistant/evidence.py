@@ -300,7 +300,10 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             sentences[1:] = [s if labelled and drugs_named(s) - labelled else f"{name}: {s}" for s in sentences[1:]]
         # A short sentence rarely stands alone ("Do not stop suddenly.", "Swollen ankles are common."): the
         # next one says how or why, so it is quoted with it.
-        sentences = [f"{a} {b}" if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
+        # (said once: "Pregnancy: 7 days. Always send a culture.", not "... Pregnancy: Always send a culture.")
+        said = f"{label.group(1).strip()}: " if label else None
+        sentences = [f"{a} {b.removeprefix(said) if said else b}"
+                     if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
                      for a, b in zip(sentences, sentences[1:] + [""])]
         lead = leads[-1][0] if leads and sentences else ""
         if lead:
@@ -332,6 +335,14 @@ def _with_figure(unit: Unit, following: Unit | None) -> str:
     label = following.text.split(": ", 1)[0] + ": "  # the item's label, carried by both sentences: said once
     text = following.text[len(label):] if ": " in following.text and unit.text.startswith(label) else following.text
     return f"{unit.text} {text}"
+
+
+def _said(text: str, said: list[str]) -> bool:
+    """Whether a quote already said the text, also where it said it after the text's label once: "Pregnancy: 7 days.
+    Always send a culture." says "Pregnancy: Always send a culture." (see units)."""
+    label, _, rest = text.partition(": ")
+    return any(contains(quote, text) or rest and quote.startswith(f"{label}: ") and holds(quote, rest)
+               for quote in said)
 
 
 def _opens_list(lines: list[str], i: int, deeper_than: int = -1) -> bool:
@@ -402,7 +413,7 @@ class EvidenceReader:
                 continue
             following = _figure_after(unit, candidates)
             parts = [u.text for u in (unit, following) if u is not None]
-            if any(contains(text, part) for text in said for part in parts):
+            if any(_said(part, said) for part in parts):
                 continue  # each sentence is quoted once, also one that a quote took in after itself
             said += parts
             chosen.append(Quote(unit.n, _with_figure(unit, following), unit.about, round(float(scores[i]), 4)))

@@ -102,7 +102,11 @@ def test_list_lead_in_goes_before_each_item_and_a_list_label_before_each_sentenc
     labelled = units(1, "Pain relief", "Pain relief > NSAIDs",
                      "- **Ibuprofen:** 200–400 mg three times daily. Over-the-counter limit 1.2 g/day.")
     limit = [u.text for u in labelled if "Over-the-counter" in u.text]
-    assert limit and all("Ibuprofen: Over-the-counter limit 1.2 g/day." in t for t in limit)
+    assert limit and all(t.startswith("Ibuprofen: ") and t.count("Ibuprofen") == 1 for t in limit), limit
+    assert "Ibuprofen: Over-the-counter limit 1.2 g/day." in limit  # the sentence alone, too
+    # A short item joined to its next sentence says its label once: "Pregnancy: 7 days. Always send a culture."
+    short = [u.text for u in units(1, "UTI", "UTI > Duration", "- **Pregnancy:** 7 days. Always send a culture.")]
+    assert short[0] == "Pregnancy: 7 days. Always send a culture.", short
     assert not any(u.text.endswith(":") for u in labelled)
 
     # A numbered item that is only a label leads its sub-items; the next item is under the outer lead-in alone.
@@ -591,3 +595,10 @@ def test_us_names_and_the_vasopressor_class():
     assert covers("Noradrenaline is the first-line vasopressor", "norepinephrine")
     assert covers("Vasopressors: start if hypotension continues", "noradrenaline")
     assert not covers("Vasopressors: start if hypotension continues", "bisoprolol")
+
+
+def test_a_sentence_a_quote_took_in_after_its_label_is_not_quoted_again(starter_agent):
+    # "Rate-limiting calcium-channel blocker: diltiazem or verapamil. Avoid these when LVEF is reduced." was followed
+    # by "Rate-limiting calcium-channel blocker: Avoid these when LVEF is reduced." as a quote of its own.
+    answer = starter_agent.ask("Patient on bisoprolol 5 mg comes in with an SVT. Can we give IV verapamil?")
+    assert answer.answer.count("Avoid these when LVEF is reduced") == 1, answer.answer
