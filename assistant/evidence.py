@@ -328,6 +328,18 @@ def _figure_after(unit: Unit, candidates: list[Unit]) -> Unit | None:
     return following if following is not None and _FIGURE.search(following.text) else None
 
 
+# A sentence that opens on a word pointing back ("It is considered compatible with breastfeeding.", "Both are
+# contraindicated in pregnancy.") says what it is about in the sentence before it.
+_POINTS_BACK = re.compile(r"^(?:It|Its|They|Their|This|These|Those|Both|Such|Neither|Either)\b")
+
+
+def _antecedent(unit: Unit, candidates: list[Unit]) -> Unit | None:
+    """For a quote that opens on a word pointing back, the sentence before it in its paragraph (what it is about)."""
+    if not unit.context or not _POINTS_BACK.match(unit.text):
+        return None
+    return next((u for u in candidates if u.n == unit.n and unit.context.endswith(u.text)), None)
+
+
 def _with_figure(unit: Unit, following: Unit | None) -> str:
     """The quote's text, followed by the sentence `_figure_after` found for it."""
     if following is None:
@@ -399,7 +411,7 @@ class EvidenceReader:
         if best == -np.inf:
             return []
         chosen: list[Quote] = []
-        said: list[str] = []  # the units quoted, and the sentences they took in (_figure_after)
+        said: list[str] = []  # the units quoted, and the sentences they took in (_antecedent, _figure_after)
         for i in order:
             if len(chosen) == limit or scores[i] < best - CLOSE_TO_BEST or scores[i] == -np.inf:
                 break
@@ -411,12 +423,14 @@ class EvidenceReader:
             if chosen and other_note and (not _says_subject(asked, rare_words, unit.text)
                                           or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
                 continue
-            following = _figure_after(unit, candidates)
-            parts = [u.text for u in (unit, following) if u is not None]
+            following, before = _figure_after(unit, candidates), _antecedent(unit, candidates)
+            parts = [u.text for u in (before, unit, following) if u is not None]
             if any(_said(part, said) for part in parts):
                 continue  # each sentence is quoted once, also one that a quote took in after itself
             said += parts
-            chosen.append(Quote(unit.n, _with_figure(unit, following), unit.about, round(float(scores[i]), 4)))
+            text = _with_figure(unit, following)
+            chosen.append(Quote(unit.n, f"{before.text} {text}" if before else text, unit.about,
+                                round(float(scores[i]), 4)))
         return chosen
 
     @staticmethod

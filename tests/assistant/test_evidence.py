@@ -602,3 +602,18 @@ def test_a_sentence_a_quote_took_in_after_its_label_is_not_quoted_again(starter_
     # by "Rate-limiting calcium-channel blocker: Avoid these when LVEF is reduced." as a quote of its own.
     answer = starter_agent.ask("Patient on bisoprolol 5 mg comes in with an SVT. Can we give IV verapamil?")
     assert answer.answer.count("Avoid these when LVEF is reduced") == 1, answer.answer
+
+
+def test_a_quote_that_points_back_brings_the_sentence_it_points_to():
+    # "Both are contraindicated in pregnancy." was quoted alone under "Hypertension › Stepwise combination".
+    passage = ("Never combine an ACE inhibitor with an ARB. Both are contraindicated in pregnancy, and they are fetotoxic.\n\n"
+               "Check potassium and creatinine 1–2 weeks after starting either.")
+    found = units(1, "Hypertension", "Hypertension > Stepwise combination", passage)
+    scored = [(u, 2.0 if u.text.startswith("Both") else 1.95 if u.text.startswith("Never") else 0.1) for u in found]
+    quotes = EvidenceReader(None).quotes("Which ACE inhibitor when breastfeeding?", scored)
+    assert quotes[0].text == ("Never combine an ACE inhibitor with an ARB. Both are contraindicated in pregnancy, and "
+                              "they are fetotoxic."), quotes
+    # ... and the sentence it took in is not quoted again; a sentence that points nowhere is quoted as it is.
+    assert [q.text for q in quotes].count("Never combine an ACE inhibitor with an ARB.") == 0
+    scored = [(u, 2.0 if u.text.startswith("Check") else 0.1) for u in found]
+    assert EvidenceReader(None).quotes("When to check potassium?", scored)[0].text.startswith("Check potassium")
