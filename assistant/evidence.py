@@ -124,7 +124,7 @@ tablet tablets capsule capsules pill pills""".split())
 # question shares with them: "melatonin tablets for a long-haul flight?" was answered from the metformin note)
 # ("more" and "less" are kept: "more severe depression" must not read as "less severe depression")
 _RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
-_LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
+LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
 _LABEL = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+\*\*([^*]{2,60}?):?\*\*:?")  # "- **Ibuprofen:** 200–400 mg ..."
 
 
@@ -279,7 +279,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             leads = [] if in_items else leads  # a blank line may precede the items, one after them ends the list
             continue
         indent = len(raw) - len(raw.lstrip())
-        item = bool(_LIST_MARK.match(line))
+        item = bool(LIST_MARK.match(line))
         leads = [(lead, at) for lead, at in leads if item and at < indent]
         if (not item and not line.startswith("#") and _opens_list(lines, i)
                 and not line.rstrip("*_ ").endswith((".", "!", "?", ":"))):
@@ -293,7 +293,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
             # Too short to stand alone, but not as a lead-in ("**Asthma**" or "**Drugs:**" over its list,
             # "1. **Renin-angiotensin blockade:**" over its sub-items) or under one ("- 10–14: moderate;" under
             # "The PHQ-9 ... gives 0–27:").
-            sentences = [" ".join(_LIST_MARK.sub("", line).replace("**", "").split())]
+            sentences = [" ".join(LIST_MARK.sub("", line).replace("**", "").split())]
         if label and len(sentences) > 1:  # "Over-the-counter limit 1.2 g/day" is ibuprofen's: say so
             name = label.group(1).strip()  # ... but "Edoxaban relies on PCC" under "Apixaban or rivaroxaban" is not
             labelled = drugs_named(name)
@@ -360,7 +360,7 @@ def _said(text: str, said: list[str]) -> bool:
 def _opens_list(lines: list[str], i: int, deeper_than: int = -1) -> bool:
     """Whether the first non-blank line after line i is a list item (indented more than `deeper_than`)."""
     following = next((line for line in lines[i + 1:] if line.strip()), "")
-    return bool(_LIST_MARK.match(following.strip())) and len(following) - len(following.lstrip()) > deeper_than
+    return bool(LIST_MARK.match(following.strip())) and len(following) - len(following.lstrip()) > deeper_than
 
 
 def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:

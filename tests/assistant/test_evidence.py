@@ -617,3 +617,21 @@ def test_a_quote_that_points_back_brings_the_sentence_it_points_to():
     assert [q.text for q in quotes].count("Never combine an ACE inhibitor with an ARB.") == 0
     scored = [(u, 2.0 if u.text.startswith("Check") else 0.1) for u in found]
     assert EvidenceReader(None).quotes("When to check potassium?", scored)[0].text.startswith("Check potassium")
+
+
+def test_a_passage_that_starts_in_a_list_brings_the_lists_lead_in(make_kb, tmp_path):
+    # A section longer than one chunk is cut inside its list: "- Do not lower it routinely." was quoted without
+    # "Blood pressure in people not thrombolysed:", the line above it in the chunk before.
+    items = "\n".join(f"- Step {i}: check the airway, breathing and circulation again and record the observations "
+                      f"on the chart, then review the plan with a senior colleague." for i in range(1, 12))
+    note = write_note(tmp_path / "notes", "stroke.md", "Stroke care", "treatment", {
+        "Early care": f"**Blood pressure in people not thrombolysed:**\n{items}\n"
+                      "- Do not lower the blood pressure routinely unless it is 220/120 mmHg or higher."})
+    kb = make_kb()
+    kb.ingest([note])
+    assert len(kb.manifest.chunk_ids(kb.documents()[0].doc_id)) > 1  # the section was cut in two
+    answer = Agent(kb, None).ask("Should blood pressure be lowered routinely after a stroke without thrombolysis?")
+    line = next(s.text for s in answer.sentences if "Do not lower" in s.text)
+    assert "Blood pressure in people not thrombolysed: Do not lower" in line, answer.answer
+    cited = next(c for c in answer.citations if "Do not lower" in c.text)
+    assert cited.text.startswith("**Blood pressure in people not thrombolysed:**"), cited.text  # the source says it too
