@@ -7,9 +7,10 @@ benchmarks/data/answer_questions.jsonl holds clinical questions written for the 
 note(s) that answer it, regexes for the expected fact and the question's subject, plus off-topic
 questions; `split` divides them into a dev half (the evidence reader's weights were tuned on it), a
 test half (reported), and five sets written later by helpers blind to the rest (docs/benchmarks.md):
-`fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (unread, but run
-to choose between variants in stop 25) and `blind4` (unread, never run yet). For each
-question the agent answers as `medassist ask` would, and we count:
+`fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (run to choose
+between variants in stops 25 and 26, a few answers read) and `blind4` (unread; run three times in stop 26: the
+start code, one rejected variant, the end code). For each question the agent answers as `medassist ask`
+would, and we count:
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
 - right source cited: a citation the answer uses comes from an expected note;
