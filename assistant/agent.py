@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import (LIST_MARK, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, drugs_named, holds,
+from assistant.evidence import (DRUG_CLASSES, LIST_MARK, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, drugs_named, holds,
                                 last_sentence)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
@@ -154,7 +154,7 @@ class Agent:
             used = {q.n for q in quotes}
             first = next((c.title for c in answer.citations if quotes and c.n == quotes[0].n), None)
             missing = self._uncovered(words, rare, [c for c in answer.citations if c.n in used and c.title == first],
-                                      best)
+                                      best, drugs_named(asked) - set(DRUG_CLASSES))
             if best < MIN_RELEVANCE or missing:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
@@ -280,21 +280,30 @@ class Agent:
         return frozenset(w for w, count in words.items() if 0 < count <= limit)
 
     def _uncovered(self, words: dict[str, int], rare: frozenset[str], quoted: list[Citation],
-                   best: float) -> list[str]:
+                   best: float, drugs: set[str] = frozenset()) -> list[str]:
         """Words of the question that no indexed chunk holds ("impetigo", "flare"), when the passages found are
         only loosely related and those quoted hold none of the question's rare known words. Similarity alone would
         answer "Which antibiotic cream is used for impetigo?" from the notes on other antibiotics, and "first-line
         treatment for a gout flare?" with the UTI note's first-line drugs (a passage that mentions gout was
         retrieved, but it was not what the reader quoted); a clinical question phrased oddly ("I forgot my
         apixaban, it's lunchtime") still has its rare word (apixaban) in the passages that answer it, by name or
-        by its class (the DOAC note's missed-dose lines)."""
+        by its class (the DOAC note's missed-dose lines). When the quoted passages name a drug the question names
+        (`drugs`; a class does not count: "antibiotic cream for impetigo?"), an everyday word no note holds does not
+        stop the answer: "Frail 45 kg woman on the ward - maximum paracetamol?" was refused for "ward"."""
         unknown = [w for w, count in words.items() if count == 0]
         if best >= UNKNOWN_WORD_RELEVANCE or not unknown:
             return []
         retriever = self.kb.retriever
         texts = [f"{c.title} {c.section} {c.text}" for c in quoted]
         held = set().union(*(retriever.document_frequencies(text) for text in texts))
-        return [] if rare & held or any(covers(text, word) for text in texts for word in rare) else unknown
+        if rare & held or any(covers(text, word) for text in texts for word in rare):
+            return []
+        if any(covers(text, drug) for text in texts for drug in drugs):
+            # The quotes are about the drug asked about; a word no note holds still stops the answer when it may
+            # name a topic of its own. The embedder's vocabulary tells: it keeps everyday words whole ("ward",
+            # "chart") and cuts medical ones into pieces ("otitis" in "otitis media: amoxicillin for how many days?").
+            unknown = [w for w in unknown if len(self.kb.embedder.tokenize(w)) > 1]
+        return unknown
 
     def _generate(self, backend, question, sources, on_text, cancel) -> tuple[str, str]:
         prompt = build_prompt(question, sources)

@@ -635,3 +635,13 @@ def test_a_passage_that_starts_in_a_list_brings_the_lists_lead_in(make_kb, tmp_p
     assert "Blood pressure in people not thrombolysed: Do not lower" in line, answer.answer
     cited = next(c for c in answer.citations if "Do not lower" in c.text)
     assert cited.text.startswith("**Blood pressure in people not thrombolysed:**"), cited.text  # the source says it too
+
+
+def test_an_everyday_word_no_note_holds_does_not_refuse_a_question_about_a_drug_the_quotes_cover(starter_agent):
+    # Refused: "no passage quoted mentions ward".
+    answer = starter_agent.ask("Frail 45 kg woman on the ward - maximum paracetamol in 24 hours?")
+    assert not answer.abstained and "no more than 60 mg/kg or 3 g a day" in answer.answer, answer.answer
+    # ... but a medical word no note holds still does: no note covers otitis media.
+    answer = starter_agent.ask("Acute otitis media in a 3 yo - should I give amoxicillin straight away, and for how "
+                               "many days?")
+    assert answer.abstained, answer.answer
