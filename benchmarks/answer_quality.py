@@ -8,8 +8,8 @@ note(s) that answer it, regexes for the expected fact and the question's subject
 questions; `split` divides them into a dev half (the evidence reader's weights were tuned on it), a
 test half (reported), and five sets written later by helpers blind to the rest (docs/benchmarks.md):
 `fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (run to choose
-between variants in stops 25 and 26, a few answers read) and `blind4` (unread; run three times in stop 26: the
-start code, one rejected variant, the end code). For each question the agent answers as `medassist ask`
+between variants in stops 25 and 26, a few answers read) and `blind4` (run four times in stop 26: the start
+code, one rejected variant, two later commits; the questions it refused were seen once). For each question the agent answers as `medassist ask`
 would, and we count:
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
