@@ -13,8 +13,8 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import (DRUG_CLASSES, LIST_MARK, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, drugs_named, holds,
-                                last_sentence)
+from assistant.evidence import (DRUG_CLASSES, LIST_MARK, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
+                                drugs_named, holds, last_sentence)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,

@@ -301,8 +301,8 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         # A short sentence rarely stands alone ("Do not stop suddenly.", "Swollen ankles are common."): the
         # next one says how or why, so it is quoted with it.
         # (said once: "Pregnancy: 7 days. Always send a culture.", not "... Pregnancy: Always send a culture.")
-        said = f"{label.group(1).strip()}: " if label else None
-        sentences = [f"{a} {b.removeprefix(said) if said else b}"
+        label_said = f"{label.group(1).strip()}: " if label else None
+        sentences = [f"{a} {b.removeprefix(label_said) if label_said else b}"
                      if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
                      for a, b in zip(sentences, sentences[1:] + [""])]
         lead = leads[-1][0] if leads and sentences else ""

@@ -606,8 +606,8 @@ def test_a_sentence_a_quote_took_in_after_its_label_is_not_quoted_again(starter_
 
 def test_a_quote_that_points_back_brings_the_sentence_it_points_to():
     # "Both are contraindicated in pregnancy." was quoted alone under "Hypertension › Stepwise combination".
-    passage = ("Never combine an ACE inhibitor with an ARB. Both are contraindicated in pregnancy, and they are fetotoxic.\n\n"
-               "Check potassium and creatinine 1–2 weeks after starting either.")
+    passage = ("Never combine an ACE inhibitor with an ARB. Both are contraindicated in pregnancy, and they are "
+               "fetotoxic.\n\nCheck potassium and creatinine 1–2 weeks after starting either.")
     found = units(1, "Hypertension", "Hypertension > Stepwise combination", passage)
     scored = [(u, 2.0 if u.text.startswith("Both") else 1.95 if u.text.startswith("Never") else 0.1) for u in found]
     quotes = EvidenceReader(None).quotes("Which ACE inhibitor when breastfeeding?", scored)
