@@ -1,7 +1,7 @@
 """Does the answer deliver the fact? Labelled clinical questions over the starter notes, on the defaults.
 
     .venv/bin/python benchmarks/answer_quality.py --split test [--model none|base] [--adapter DIR] \
-        [--home DIR] [--limit N] [--label NAME]
+        [--home DIR] [--limit N] [--label NAME] [--blind]
 
 benchmarks/data/answer_questions.jsonl holds clinical questions written for the project, each with the
 note(s) that answer it, regexes for the expected fact and the question's subject, plus off-topic
@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="at most this many questions (a quick look)")
     parser.add_argument("--label", help="results file suffix (default: <model>_<split>)")
     parser.add_argument("--show", action="store_true", help="print every answer")
+    parser.add_argument("--blind", action="store_true",
+                        help="print no question or answer text while running, only counts (a set kept unread "
+                             "stays unread; the results file still holds the answers)")
     args = parser.parse_args()
     info = machine()
     home = Path(args.home or tempfile.mkdtemp(prefix="medassist-answers-"))
@@ -162,7 +165,9 @@ def main() -> None:
         flag = "" if row["kind"] == "off_topic" else ("fact " if result["fact"] else "MISS ") + (
             "src" if result["source"] else "SRC?")
         print(f"[{number}/{len(rows)}] {answer.mode:<10} {answer.timings['total_s']:5.1f} s {flag:<9} "
-              f"{row['question'][:70]}", flush=True)
+              f"{'' if args.blind else row['question'][:70]}", flush=True)
+        if args.blind:
+            continue
         if args.show or (row["kind"] == "clinical" and not result["fact"]):
             print("    " + shown_text(answer)[:400])
         for quote in result.get("misattributed", []):
