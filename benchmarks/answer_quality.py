@@ -9,8 +9,8 @@ questions; `split` divides them into a dev half (the evidence reader's weights w
 test half (reported), and five sets written later by helpers blind to the rest (docs/benchmarks.md):
 `fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (run to choose
 between variants in stops 25 and 26, a few answers read) and `blind4` (run four times in stop 26: the start
-code, one rejected variant, two later commits; the questions it refused were seen once). For each question the agent answers as `medassist ask`
-would, and we count:
+code, one rejected variant, two later commits; the questions it refused were seen once). For each question
+the agent answers as `medassist ask` would, and we count:
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
 - right source cited: a citation the answer uses comes from an expected note;
