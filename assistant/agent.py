@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import (DRUG_CLASSES, LIST_MARK, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
+from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
                                 drugs_named, holds, last_sentence)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
@@ -136,7 +136,7 @@ class Agent:
             passages = self._retrieve(searched, routed, k or self.k)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
-                                         p.chunk.page, self._with_lead_in(p.chunk), round(p.score, 5),
+                                         p.chunk.page, p.chunk.text, round(p.score, 5),
                                          None if p.dense_score is None else round(p.dense_score, 4))
                                 for n, p in enumerate(passages, start=1)]
             best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
@@ -228,18 +228,6 @@ class Agent:
                 entry = fused.setdefault(passage.chunk.chunk_id, [0.0, passage])
                 entry[0] += 1.0 / (RRF_K + rank)
         return [p for _, p in sorted(fused.values(), key=lambda e: (-e[0], -(e[1].dense_score or 0.0)))][:k]
-
-    def _with_lead_in(self, chunk) -> str:
-        """The chunk's text, after the lead-in line of the list it starts in when an earlier chunk holds that line:
-        "- Must then be kept below 180/105 mmHg for 24 hours." is about "**Blood pressure:**", and a quote of it
-        must say so (the evidence reader puts a list's lead-in before each item)."""
-        if not LIST_MARK.match(chunk.text.lstrip()):
-            return chunk.text
-        lead, earlier = "", chunk
-        while not lead and (earlier := self.kb.manifest.previous_in_section(earlier.chunk_id)):  # a long list
-            lead = next((line.strip() for line in reversed(earlier.text.splitlines())  # spans several chunks
-                         if line.strip() and not LIST_MARK.match(line.strip())), "")
-        return f"{lead}\n{chunk.text}" if lead.rstrip("*_ ").endswith(":") else chunk.text
 
     def _spoken(self, abbreviation: str) -> bool:
         """Do the indexed notes use this abbreviation themselves (in at least SPOKEN chunks)? Every word of it:

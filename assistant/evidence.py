@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from assistant.grounding import split_sentences
+from corpus.chunking import LIST_MARK, TABLE_RULE
 from assistant.router import DRUG_NAMES, DRUG_STEMS
 
 MAX_QUOTES = 3
@@ -123,8 +124,6 @@ tablet tablets capsule capsules pill pills""".split())
 # (the third: a medicine's form, not its subject. Few notes say "tablets", so the word counted as the topic a
 # question shares with them: "melatonin tablets for a long-haul flight?" was answered from the metformin note)
 # ("more" and "less" are kept: "more severe depression" must not read as "less severe depression")
-_RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
-LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
 _LABEL = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+\*\*([^*]{2,60}?):?\*\*:?")  # "- **Ibuprofen:** 200–400 mg ..."
 
 
@@ -268,9 +267,9 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         line = raw.strip()
         if line.startswith("|"):
             cells = [c.strip(" *") for c in line.strip("|").split("|")]
-            if i + 1 < len(lines) and _RULE.match(lines[i + 1].strip()):
+            if i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1].strip()):
                 headers = cells  # the header row: it names the columns of the rows below
-            elif not _RULE.match(line) and any(cells):
+            elif not TABLE_RULE.match(line) and any(cells):
                 lead = leads[-1][0] if leads else ""
                 found.append((_table_row(cells, headers, lead or None), "", lead))
             continue

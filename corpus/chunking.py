@@ -3,10 +3,17 @@
 Sizes are counted in the embedder's own word pieces, because all-MiniLM-L6-v2 reads 256 of them
 (special tokens included) and silently drops the rest. What gets embedded is the chunk's heading
 plus its text (`Chunk.heading`, a blank line, `Chunk.text`), so the heading is part of the budget.
+
+A chunk that starts inside a list or a table is read without the lines above it, in the chunk before: the list's
+lead-in ("**Blood pressure:**" over "- Keep it below 180/105 mmHg for 24 hours.") or the table's header row. Those
+lines are carried to the top of the chunk (`carried_lines`), so the chunk says what its items and rows are about to
+the embedder, to BM25, and in every quote and source shown. llama-index's splitter knows sentences, not Markdown
+lists and tables, so this is ours.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from corpus.models import Chunk, Document
@@ -18,6 +25,9 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 TARGET_TOKENS = 200  # heading + text; leaves room so the overlap never pushes a chunk past the window
 OVERLAP_TOKENS = 32
 _MAX_HEADING_CHARS = 120  # a heading longer than this (a pasted paragraph as a title) is cut, not embedded whole
+
+LIST_MARK = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")  # a list item's marker: "- ", "• ", "2. ", "3) "
+TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")  # a Markdown table's header rule: |---|:---:|
 
 
 def embedded_text(heading: str, text: str) -> str:
@@ -54,9 +64,54 @@ def chunk_document(doc: Document, tokenize: Tokenize, target_tokens: int = TARGE
         heading_tokens = len(tokenize(embedded_text(template.heading, "")))
         budget = max(16, min(target_tokens, max_tokens - SPECIAL_TOKENS) - heading_tokens)
         pieces = [section.text] if fits(section.text, target_tokens) else split_to_fit(section.text, budget)
-        chunks.extend(_with_text(template, piece) for piece in pieces if piece.strip())
+        at = 0
+        for piece in (part.strip() for part in pieces if part.strip()):
+            found = section.text.find(piece, at)  # the splitter returns pieces of the text, in order
+            at = max(at, found + 1)
+            line_start = section.text.rfind("\n", 0, max(found, 0)) + 1
+            line = section.text[line_start:].lstrip()
+            if found > 0 and (not section.text[line_start:found].strip() or line.startswith("|")):
+                # It starts a line (with its indent, which nests an item) or a table row: the row is taken whole.
+                whole = section.text[line_start:found] + piece
+                carried = carried_lines(section.text[:line_start].splitlines(), whole.splitlines()[0])
+                with_context = "\n".join([*carried, whole])
+                # The room TARGET_TOKENS leaves holds them; a chunk they would push past the window goes without.
+                piece = with_context if carried and fits(with_context, max_tokens) else piece
+            chunks.append(_with_text(template, piece))
     return [Chunk(f"{doc.doc_id[:16]}:{i:05d}", c.doc_id, c.text, c.title, c.section, c.source, c.routes, c.page)
             for i, c in enumerate(chunks)]
+
+
+def carried_lines(above: list[str], first: str) -> list[str]:
+    """The lines above a chunk that its `first` line reads on from, given the section's lines above it: the table's
+    header row and rule when it starts in a table; when it starts in a list, the items it is nested under and the
+    list's lead-in ("Blood pressure:" or "**If the person is unconscious**", as `assistant.evidence.units` reads a
+    list; a sentence above a list is no lead-in). A blank line between items ends a list, as it does there."""
+    if first.lstrip().startswith("|"):
+        top = len(above)
+        while top and above[top - 1].lstrip().startswith("|"):
+            top -= 1
+        header = above[top:top + 2]
+        return header if len(header) == 2 and TABLE_RULE.match(header[1].strip()) else []
+    if not LIST_MARK.match(first.lstrip()):
+        return []
+    carried, indent, blank = [], _indent(first), False
+    for line in reversed(above):
+        if not line.strip():
+            blank = True
+        elif not LIST_MARK.match(line.strip()):  # the line that opens the list
+            opener = line.rstrip("*_ ")
+            leads = not line.lstrip().startswith("#") and (opener.endswith(":") or not opener.endswith((".", "!", "?")))
+            return [line, *carried] if leads else carried
+        elif blank:
+            return carried
+        elif _indent(line) < indent:  # an item the chunk's items are nested under
+            carried, indent = [line, *carried], _indent(line)
+    return carried
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _heading_part(text: str) -> str:

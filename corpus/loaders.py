@@ -67,9 +67,10 @@ class LoadError(Exception):
         self.reason = reason
 
 
-# Part of each document's id (the hash of its bytes): when the way files are read changes, ingesting a file again
-# reads it anew instead of keeping the chunks of the old reading as "unchanged". 2: bold initials (_BOLD_INITIAL).
-READER_VERSION = 2
+# Part of each document's id (the hash of its bytes): when the way files are read or cut into chunks changes,
+# ingesting a file again reads it anew instead of keeping the chunks of the old reading as "unchanged".
+# 2: bold initials (_BOLD_INITIAL). 3: a chunk carries the list lead-in or table header it starts under (chunking).
+READER_VERSION = 3
 
 
 def load_document(path: Path | str, route: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:

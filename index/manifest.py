@@ -164,13 +164,6 @@ class Manifest:
         return {row[0]: self._chunk(row)
                 for row in self.db.execute(f"{self._READY_CHUNKS} AND c.chunk_id IN ({marks})", chunk_ids)}
 
-    def previous_in_section(self, chunk_id: str) -> Chunk | None:
-        """The chunk just before this one in its document, if it is of the same section (a section cut in two)."""
-        row = self.db.execute(
-            f"{self._READY_CHUNKS} AND (c.doc_id, c.section, c.position) = "
-            "(SELECT doc_id, section, position - 1 FROM chunks WHERE chunk_id = ?)", (chunk_id,)).fetchone()
-        return self._chunk(row) if row else None
-
     @staticmethod
     def _chunk(row) -> Chunk:
         return Chunk(*row[:6], tuple(row[6].split(",")), row[7], row[8])

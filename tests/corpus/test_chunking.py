@@ -212,3 +212,58 @@ def test_long_section_chunks_all_keep_the_section_heading(tokenize):
 
     assert len(chunks) > 1
     assert {chunk.heading for chunk in chunks} == {"Warfarin > Interactions > Antibiotics"}
+
+
+# --- a chunk that starts inside a list or a table --------------------------------------------------
+
+
+def item(n: int) -> str:
+    return (f"Step {n}: check the airway, breathing and circulation again, record the observations on the chart "
+            f"and review the plan with a senior colleague.")
+
+
+def later_chunks(tokenize, text: str) -> list:
+    """The chunks after the first of a one-section document: the ones cut from the middle of the text."""
+    chunks = chunk_document(document(Section(("Early care",), text)), tokenize)
+    assert len(chunks) > 2 and all(window_tokens(tokenize, chunk) <= WINDOW for chunk in chunks)
+    return chunks[1:]
+
+
+def test_a_chunk_that_starts_in_a_list_carries_the_lists_lead_in(tokenize):
+    text = "**Blood pressure in people not thrombolysed:**\n" + "\n".join(f"- {item(n)}" for n in range(30))
+
+    for chunk in later_chunks(tokenize, text):
+        first, second = chunk.text.splitlines()[:2]
+        assert first == "**Blood pressure in people not thrombolysed:**" and second.startswith("- Step"), chunk.text
+
+
+def test_a_chunk_that_starts_in_a_nested_list_carries_the_item_it_is_under_too(tokenize):
+    text = "Antibiotic choice:\n- **High severity:**\n" + "\n".join(f"  - {item(n)}" for n in range(30))
+
+    for chunk in later_chunks(tokenize, text):
+        assert chunk.text.splitlines()[:3] == ["Antibiotic choice:", "- **High severity:**",
+                                               chunk.text.splitlines()[2]]
+        assert chunk.text.splitlines()[2].startswith("  - Step"), chunk.text  # its indent kept: still nested
+
+
+def test_a_chunk_that_starts_in_a_table_carries_the_header_row(tokenize):
+    rows = "\n".join(f"| Drug {n} | {n} mg twice daily, reduced when the kidney function falls below 30 | "
+                     f"Check potassium and creatinine again after {n} weeks |" for n in range(40))
+    text = f"| Drug | Usual dose | Monitoring |\n|---|---|---|\n{rows}"
+
+    starts_in_table = [c for c in later_chunks(tokenize, text) if c.text.startswith("|")]
+    assert starts_in_table
+    for chunk in starts_in_table:
+        assert chunk.text.splitlines()[:2] == ["| Drug | Usual dose | Monitoring |", "|---|---|---|"], chunk.text
+
+
+@pytest.mark.parametrize("above", [
+    "Treat every patient as follows.\n",  # a sentence above the list is no lead-in
+    "Before the list:\n- First item.\n\n",  # a blank line between items ends the list, and its lead-in
+])
+def test_a_chunk_carries_nothing_that_does_not_lead_its_list(tokenize, above):
+    text = above + "\n\n".join(f"- {item(n)}" for n in range(30)) if "\n\n" in above else \
+        above + "\n".join(f"- {item(n)}" for n in range(30))
+
+    for chunk in later_chunks(tokenize, text):
+        assert chunk.text.startswith("- Step"), chunk.text
