@@ -151,10 +151,10 @@ class Agent:
             timings["evidence_s"] = time.perf_counter() - t
             # The note the answer leads with must be on the question's topic: "first-line treatment for a gout
             # flare?" led with the UTI note's first-line drugs, and a naproxen line that mentions gout came third.
-            used = {q.n for q in quotes}
             first = next((c.title for c in answer.citations if quotes and c.n == quotes[0].n), None)
-            missing = self._uncovered(words, rare, [c for c in answer.citations if c.n in used and c.title == first],
-                                      best, drugs_named(asked) - set(DRUG_CLASSES))
+            first_note_quotes = [f"{c.title} {c.section} {q.text}" for q in quotes for c in answer.citations
+                                 if c.n == q.n and c.title == first]
+            missing = self._uncovered(words, rare, first_note_quotes, best, drugs_named(asked) - set(DRUG_CLASSES))
             if best < MIN_RELEVANCE or missing:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
@@ -267,7 +267,7 @@ class Agent:
         limit = max(3, RARE_SHARE * self.kb.retriever.chunk_count)
         return frozenset(w for w, count in words.items() if 0 < count <= limit)
 
-    def _uncovered(self, words: dict[str, int], rare: frozenset[str], quoted: list[Citation],
+    def _uncovered(self, words: dict[str, int], rare: frozenset[str], quoted: list[str],
                    best: float, drugs: set[str] = frozenset()) -> list[str]:
         """Words of the question that no indexed chunk holds ("impetigo", "flare"), when the passages found are
         only loosely related and those quoted hold none of the question's rare known words. Similarity alone would
@@ -277,16 +277,17 @@ class Agent:
         apixaban, it's lunchtime") still has its rare word (apixaban) in the passages that answer it, by name or
         by its class (the DOAC note's missed-dose lines). When the quoted passages name a drug the question names
         (`drugs`; a class does not count: "antibiotic cream for impetigo?"), an everyday word no note holds does not
-        stop the answer: "Frail 45 kg woman on the ward - maximum paracetamol?" was refused for "ward"."""
+        stop the answer: "Frail 45 kg woman on the ward - maximum paracetamol?" was refused for "ward".
+        `quoted`: the quotes of the note the answer leads with, each after its note's title and section. The quote,
+        not its whole passage: the passage on steroid sick days also held "watch" and "wait", and its sick-day
+        line answered "3yo with acute otitis media - antibiotics or watchful waiting?"."""
         unknown = [w for w, count in words.items() if count == 0]
         if best >= UNKNOWN_WORD_RELEVANCE or not unknown:
             return []
-        retriever = self.kb.retriever
-        texts = [f"{c.title} {c.section} {c.text}" for c in quoted]
-        held = set().union(*(retriever.document_frequencies(text) for text in texts))
-        if rare & held or any(covers(text, word) for text in texts for word in rare):
+        held = set().union(*(self.kb.retriever.document_frequencies(text) for text in quoted))
+        if rare & held or any(covers(text, word) for text in quoted for word in rare):
             return []
-        if any(covers(text, drug) for text in texts for drug in drugs):
+        if any(covers(text, drug) for text in quoted for drug in drugs):
             # The quotes are about the drug asked about; a word no note holds still stops the answer when it may
             # name a topic of its own. The embedder's vocabulary tells: it keeps everyday words whole ("ward",
             # "chart") and cuts medical ones into pieces ("otitis" in "otitis media: amoxicillin for how many days?").

@@ -457,9 +457,13 @@ class EvidenceReader:
         asked = drugs_named(question)
         if kind == "first_line":  # "on metformin, with heart failure: which drug next?" names what the answer is not
             wrong[:] = False
-        # "Which antibiotics ...?" is answered by a line that names one (not just "antibiotics"), whatever its
-        # words: the CURB-65 bands ("Score 3–5: high") led, and the regimen they point to was not quoted.
-        drug_asked = kind == "first_line" and bool(_WHICH_DRUG.search(last_sentence(question)))
+        # "Which antibiotics ...?" is answered by a line that offers one (not just "antibiotics"), whatever its
+        # words: the CURB-65 bands ("Score 3–5: high") led, and the regimen they point to was not quoted. So is a
+        # question that names a drug class and no drug, and only such a line looks the type: "Vasopressors: start if
+        # hypotension continues" (under "initial management") led "Septic shock after fluids: first choice
+        # vasopressor?", over "Noradrenaline is the first-line vasopressor".
+        drug_asked = kind == "first_line" and bool(_WHICH_DRUG.search(last_sentence(question))
+                                                   or asked and asked <= DRUG_CLASSES.keys())
         if rare_words:  # the unit, its heading or its paragraph names the question's rare word
             named = np.array([1.0 if rare_words & set(_terms(f"{c} {u.context}")) else 0.0
                               for c, u in zip(contexts, candidates)])
@@ -467,8 +471,8 @@ class EvidenceReader:
         columns = {
             "dense": vectors[1:] @ vectors[0],
             "lexical": _lexical(question, contexts, [_members_covered(asked, c) for c in contexts]),
-            "type": np.array([1.0 if looks and looks.search(c) or (drug_asked and drugs_named(u.text) - asked) else 0.0
-                              for c, u in zip(contexts, candidates)]),
+            "type": np.array([1.0 if (_offers_drug(u.text, asked) if drug_asked else looks and looks.search(c))
+                              else 0.0 for c, u in zip(contexts, candidates)]),
             "subject": subject,
             "rank": np.array([1.0 / (1 + rank.get(u.n, 0)) for u in candidates]),
             # The item's own band: "giving 0–27:" leads every PHQ-9 band and holds every score.
@@ -476,6 +480,19 @@ class EvidenceReader:
             "negates": _negates(question, [u.text for u in candidates]),
         }
         return np.column_stack([columns[name] for name in FEATURES]), wrong
+
+
+# Words that, before a drug's name, say not to give it: "Avoid trimethoprim in the first trimester" names a drug,
+# but is no answer to "first-line antibiotic in pregnancy?" ("First line: nitrofurantoin, avoided near term" is).
+_NOT_GIVEN = re.compile(r"\b(?:avoid\w*|never|not|no|contraindicat\w*|stop\w*|instead of)\b", re.I)
+
+
+def _offers_drug(text: str, asked: set[str]) -> bool:
+    """Whether a text names a drug other than those the question names, and not after words that rule it out."""
+    named = drugs_named(text) - asked
+    first = min((m.start() for pattern in (_DRUG, _MEMBER_NAMES) for m in pattern.finditer(text)
+                 if drugs_named(m.group(0)) & named), default=None)
+    return first is not None and not _NOT_GIVEN.search(text[:first])
 
 
 def _in_range(question: str, texts: list[str]) -> np.ndarray:

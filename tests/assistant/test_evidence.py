@@ -439,6 +439,28 @@ def test_a_which_drug_question_may_quote_other_drugs_than_those_it_names(starter
     assert "LAMA plus a LABA" in answer.answer, answer.answer
 
 
+@pytest.mark.parametrize("question, answer, not_first", [
+    # The question names only a class: a line that offers one of its drugs answers, not one that names the class
+    # ("initial management" looked like a first-line answer).
+    ("Septic shock, still hypotensive after fluids. First choice vasopressor?", "Noradrenaline", None),
+    # A line that rules a drug out names a drug too, but does not answer.
+    ("UTI in pregnancy, first trimester - first-line antibiotic?", "nitrofurantoin", "Avoid trimethoprim"),
+])
+def test_a_first_line_question_about_a_drug_class_is_answered_by_a_line_that_offers_a_drug(embedder, question,
+                                                                                            answer, not_first):
+    passages = [
+        (1, "Sepsis — initial management", "The first-hour bundle", "1. **Vasopressors:** start if hypotension continues during "
+                                                         "or after fluid resuscitation, aiming for MAP of 65 mmHg."),
+        (2, "Sepsis — initial management", "Vasopressors", "- **Noradrenaline** is the first-line vasopressor. It can be started "
+                                               "through a good peripheral cannula."),
+        (3, "UTI", "UTI > Pregnancy", "**Pregnancy:**\n- Avoid trimethoprim in the first trimester, as it is a folate "
+                                      "antagonist.\n- First line: nitrofurantoin, avoided near term."),
+    ]
+    quotes = [q.text for q in EvidenceReader(embedder).read(question, passages)]
+    assert any(answer in quote for quote in quotes), quotes
+    assert not_first is None or not_first not in quotes[0], quotes
+
+
 def test_the_last_sentence_of_a_story_is_searched_on_its_own_too(starter_agent):
     # The story ("cardioverted ... sinus rhythm") outweighed the ask in the search: only AF's classification came back.
     answer = starter_agent.ask("Cardioverted for atrial fibrillation last week and now in sinus rhythm. When can the "
@@ -645,3 +667,7 @@ def test_an_everyday_word_no_note_holds_does_not_refuse_a_question_about_a_drug_
     answer = starter_agent.ask("Acute otitis media in a 3 yo - should I give amoxicillin straight away, and for how "
                                "many days?")
     assert answer.abstained, answer.answer
+    # ... and what the quotes say decides, not the rest of their passage: the steroid note's sick-day passage holds
+    # "watch" and "wait", and its line on doubling the steroid dose in a fever answered this.
+    answer = starter_agent.ask("3yo with acute otitis media, fever for 2 days - antibiotics or watchful waiting?")
+    assert answer.abstained and "otiti" in answer.abstain_reason, answer.answer  # the word as stemmed
