@@ -133,7 +133,8 @@ class Agent:
             t = time.perf_counter()
             asked = self._respelled(question)  # "diltiazam" is diltiazem
             searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
-            passages = self._retrieve(searched, routed, k or self.k)
+            drugs = drugs_named(asked) - set(DRUG_CLASSES)  # as asked: "co-codamol" spelled out names two
+            passages = self._retrieve(searched, routed, k or self.k, drugs)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
                                          p.chunk.page, p.chunk.text, round(p.score, 5),
@@ -154,7 +155,7 @@ class Agent:
             first = next((c.title for c in answer.citations if quotes and c.n == quotes[0].n), None)
             first_note_quotes = [f"{c.title} {c.section} {q.text}" for q in quotes for c in answer.citations
                                  if c.n == q.n and c.title == first]
-            missing = self._uncovered(words, rare, first_note_quotes, best, drugs_named(asked) - set(DRUG_CLASSES))
+            missing = self._uncovered(words, rare, first_note_quotes, best, drugs)
             if best < MIN_RELEVANCE or missing:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
@@ -210,15 +211,20 @@ class Agent:
         return answer
 
     # --- steps ----------------------------------------------------------------------------------
-    def _retrieve(self, question: str, route: str, k: int):
+    def _retrieve(self, question: str, route: str, k: int, drugs: set[str] = frozenset()):
         """The route's sources preferred, never required: the unfiltered and the routed rankings are fused by
         reciprocal rank, so a passage in both comes first and a misrouted question still finds its note. A question
         of several sentences is searched once more by its last one, the ask: "Needed two doses of adrenaline, now
-        well. How long should we keep him in?" found only the dose table, the story's words outweighing the ask's."""
+        well. How long should we keep him in?" found only the dose table, the story's words outweighing the ask's.
+        One that names two drugs or more (`drugs`, by name, not by class) is searched once more by their names: "pt
+        on bisoprolol now in SVT - ok to give IV verapamil?" found the notes on each drug's doses and on SVT's rate
+        control, not the beta-blocker note's line that IV verapamil must never be given to someone beta-blocked."""
         everywhere = self.kb.search(question, k=k)
         ask = last_sentence(question)
         # ... when the ask says something of its own: "What should he take?" alone finds any note's counselling.
         asks = [self.kb.search(ask, k=k)] if ask != question.strip() and len(_content_words(ask)) >= 2 else []
+        if len(drugs) >= 2:  # ... and by the drugs it names, alone: "on bisoprolol, ok to give IV verapamil?"
+            asks.append(self.kb.search(" ".join(sorted(drugs)), k=k))
         if route == "general" and not asks:
             return everywhere
         routed = self.kb.search(question, k=k, route=route) if route != "general" else []

@@ -531,6 +531,13 @@ def test_a_target_question_quotes_the_target(starter_agent):
         answer.answer)
 
 
+def test_a_question_naming_two_drugs_finds_the_line_about_both(starter_agent):
+    # The notes on each drug's doses and on rate control in AF were found; the beta-blocker note's interaction line
+    # was not among the five passages.
+    answer = starter_agent.ask("pt on bisoprolol now in SVT - ok to give IV verapamil?")
+    assert "Intravenous verapamil must never be given to someone who is beta-blocked" in answer.answer, answer.answer
+
+
 def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
     # "diltiazam" is in no note: as no drug, it did not keep the reader from quoting bisoprolol's doses first.
     answer = starter_agent.ask("Can I give diltiazam to someone on bisoprolol?")
