@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
 from assistant.grounding import split_sentences
-from corpus.chunking import LIST_MARK, TABLE_RULE
 from assistant.router import DRUG_NAMES, DRUG_STEMS
+from corpus.chunking import LIST_MARK, TABLE_RULE
 
 MAX_QUOTES = 3
 CLOSE_TO_BEST = 0.2  # a further quote must score within this of the best one (scores are ~0..2)
@@ -428,8 +428,16 @@ class EvidenceReader:
                 continue  # each sentence is quoted once, also one that a quote took in after itself
             said += parts
             text = _with_figure(unit, following)
-            chosen.append(Quote(unit.n, f"{before.text} {text}" if before else text, unit.about,
-                                round(float(scores[i]), 4)))
+            quote = Quote(unit.n, f"{before.text} {text}" if before else text, unit.about, round(float(scores[i]), 4))
+            # ... and a quote that says an earlier one and more takes its place: "Rate-limiting calcium-channel
+            # blocker: Avoid these when LVEF is reduced." was followed by "...: diltiazem or verapamil. Avoid these
+            # when LVEF is reduced."
+            held = [j for j, earlier in enumerate(chosen) if _said(earlier.text, [quote.text])]
+            if held:
+                chosen[held[0]] = replace(quote, score=chosen[held[0]].score)
+                chosen = [q for j, q in enumerate(chosen) if j not in held[1:]]
+            else:
+                chosen.append(quote)
         return chosen
 
     @staticmethod

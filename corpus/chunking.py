@@ -69,10 +69,10 @@ def chunk_document(doc: Document, tokenize: Tokenize, target_tokens: int = TARGE
             found = section.text.find(piece, at)  # the splitter returns pieces of the text, in order
             at = max(at, found + 1)
             line_start = section.text.rfind("\n", 0, max(found, 0)) + 1
-            line = section.text[line_start:].lstrip()
-            if found > 0 and (not section.text[line_start:found].strip() or line.startswith("|")):
+            before_on_its_line = section.text[line_start:found]
+            if found > 0 and (not before_on_its_line.strip() or before_on_its_line.lstrip().startswith("|")):
                 # It starts a line (with its indent, which nests an item) or a table row: the row is taken whole.
-                whole = section.text[line_start:found] + piece
+                whole = before_on_its_line + piece
                 carried = carried_lines(section.text[:line_start].splitlines(), whole.splitlines()[0])
                 with_context = "\n".join([*carried, whole])
                 # The room TARGET_TOKENS leaves holds them; a chunk they would push past the window goes without.
