@@ -448,11 +448,12 @@ def test_a_which_drug_question_may_quote_other_drugs_than_those_it_names(starter
 ])
 def test_a_first_line_question_about_a_drug_class_is_answered_by_a_line_that_offers_a_drug(embedder, question,
                                                                                             answer, not_first):
+    sepsis = "Sepsis — initial management"
     passages = [
-        (1, "Sepsis — initial management", "The first-hour bundle", "1. **Vasopressors:** start if hypotension continues during "
-                                                         "or after fluid resuscitation, aiming for MAP of 65 mmHg."),
-        (2, "Sepsis — initial management", "Vasopressors", "- **Noradrenaline** is the first-line vasopressor. It can be started "
-                                               "through a good peripheral cannula."),
+        (1, sepsis, "The first-hour bundle", "1. **Vasopressors:** start if hypotension continues during or after "
+                                             "fluid resuscitation, aiming for MAP of 65 mmHg."),
+        (2, sepsis, "Vasopressors", "- **Noradrenaline** is the first-line vasopressor. It can be started through a "
+                                    "good peripheral cannula."),
         (3, "UTI", "UTI > Pregnancy", "**Pregnancy:**\n- Avoid trimethoprim in the first trimester, as it is a folate "
                                       "antagonist.\n- First line: nitrofurantoin, avoided near term."),
     ]

@@ -241,9 +241,9 @@ def test_a_chunk_that_starts_in_a_nested_list_carries_the_item_it_is_under_too(t
     text = "Antibiotic choice:\n- **High severity:**\n" + "\n".join(f"  - {item(n)}" for n in range(30))
 
     for chunk in later_chunks(tokenize, text):
-        assert chunk.text.splitlines()[:3] == ["Antibiotic choice:", "- **High severity:**",
-                                               chunk.text.splitlines()[2]]
-        assert chunk.text.splitlines()[2].startswith("  - Step"), chunk.text  # its indent kept: still nested
+        lines = chunk.text.splitlines()
+        assert lines[:2] == ["Antibiotic choice:", "- **High severity:**"], chunk.text
+        assert lines[2].startswith("  - Step"), chunk.text  # its indent kept: still nested
 
 
 def test_a_chunk_that_starts_in_a_table_carries_the_header_row(tokenize):
@@ -257,13 +257,12 @@ def test_a_chunk_that_starts_in_a_table_carries_the_header_row(tokenize):
         assert chunk.text.splitlines()[:2] == ["| Drug | Usual dose | Monitoring |", "|---|---|---|"], chunk.text
 
 
-@pytest.mark.parametrize("above", [
-    "Treat every patient as follows.\n",  # a sentence above the list is no lead-in
-    "Before the list:\n- First item.\n\n",  # a blank line between items ends the list, and its lead-in
+@pytest.mark.parametrize("above, between_items", [
+    ("Treat every patient as follows.\n", "\n"),  # a sentence above the list is no lead-in
+    ("Before the list:\n- First item.\n\n", "\n\n"),  # a blank line between items ends the list, and its lead-in
 ])
-def test_a_chunk_carries_nothing_that_does_not_lead_its_list(tokenize, above):
-    text = above + "\n\n".join(f"- {item(n)}" for n in range(30)) if "\n\n" in above else \
-        above + "\n".join(f"- {item(n)}" for n in range(30))
+def test_a_chunk_carries_nothing_that_does_not_lead_its_list(tokenize, above, between_items):
+    text = above + between_items.join(f"- {item(n)}" for n in range(30))
 
     for chunk in later_chunks(tokenize, text):
         assert chunk.text.startswith("- Step"), chunk.text
