@@ -160,7 +160,7 @@ class Agent:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
                                          f"{best:.2f} < {MIN_RELEVANCE})" if best < MIN_RELEVANCE else
-                                         f"no passage quoted mentions {' or '.join(missing)}")
+                                         f"no passage quoted mentions {' or '.join(self._as_asked(missing, asked))}")
                 answer.answer = ("The indexed sources do not support an answer to this question. Add a relevant "
                                  "reference with `medassist ingest`, or ask with --no-rag for an unsourced answer.")
                 answer.citations = []
@@ -267,6 +267,11 @@ class Agent:
                 stem, count = (retriever.near(stem) if count == 0 else None) or (stem, count)
                 words[stem] = count
         return words
+
+    def _as_asked(self, stems: list[str], question: str) -> list[str]:
+        """Each stem as the question spelt it ("otiti" is "otitis"), for messages: the index sees stems."""
+        spelt = re.findall(r"[\w-]+", question)
+        return [next((w for w in spelt if stem in self.kb.retriever.document_frequencies(w)), stem) for stem in stems]
 
     def _rare(self, words: dict[str, int]) -> frozenset[str]:
         """Known words few chunks hold: what the question is about (its drug, test, score or condition)."""

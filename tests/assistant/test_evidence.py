@@ -688,4 +688,4 @@ def test_an_everyday_word_no_note_holds_does_not_refuse_a_question_about_a_drug_
     # ... and what the quotes say decides, not the rest of their passage: the steroid note's sick-day passage holds
     # "watch" and "wait", and its line on doubling the steroid dose in a fever answered this.
     answer = starter_agent.ask("3yo with acute otitis media, fever for 2 days - antibiotics or watchful waiting?")
-    assert answer.abstained and "otiti" in answer.abstain_reason, answer.answer  # the word as stemmed
+    assert answer.abstained and answer.abstain_reason == "no passage quoted mentions otitis", answer.abstain_reason
