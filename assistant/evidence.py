@@ -33,7 +33,7 @@ import numpy as np
 
 from assistant.grounding import split_sentences
 from assistant.router import DRUG_NAMES, DRUG_STEMS
-from corpus.chunking import LIST_MARK, TABLE_RULE
+from corpus.chunking import LIST_MARK, TABLE_RULE, leads_a_list
 
 MAX_QUOTES = 3
 CLOSE_TO_BEST = 0.2  # a further quote must score within this of the best one (scores are ~0..2)
@@ -280,8 +280,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         indent = len(raw) - len(raw.lstrip())
         item = bool(LIST_MARK.match(line))
         leads = [(lead, at) for lead, at in leads if item and at < indent]
-        if (not item and not line.startswith("#") and _opens_list(lines, i)
-                and not line.rstrip("*_ ").endswith((".", "!", "?", ":"))):
+        if not item and leads_a_list(line) and not line.rstrip("*_ ").endswith(":") and _opens_list(lines, i):
             # "**If the person is unconscious**" over a list is its lead-in as much as "If unconscious:" is: the
             # items ("Give glucagon 1 mg IM") are what to do in that case, and the heading alone says nothing.
             line = line.strip("*_ ") + ":"

@@ -100,14 +100,18 @@ def carried_lines(above: list[str], first: str) -> list[str]:
         if not line.strip():
             blank = True
         elif not LIST_MARK.match(line.strip()):  # the line that opens the list
-            opener = line.rstrip("*_ ")
-            leads = not line.lstrip().startswith("#") and (opener.endswith(":") or not opener.endswith((".", "!", "?")))
-            return [line, *carried] if leads else carried
+            return [line, *carried] if leads_a_list(line) else carried
         elif blank:
             return carried
         elif _indent(line) < indent:  # an item the chunk's items are nested under
             carried, indent = [line, *carried], _indent(line)
     return carried
+
+
+def leads_a_list(line: str) -> bool:
+    """Whether a line above a list is its lead-in ("Blood pressure:", "**If the person is unconscious**"), not a
+    sentence or a heading."""
+    return not line.lstrip().startswith("#") and not line.rstrip("*_ ").endswith((".", "!", "?"))
 
 
 def _indent(line: str) -> int:
