@@ -55,7 +55,7 @@ SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together wit
 IN_RANGE_WEIGHT = 0.1
 # negates: 0 / -0.15 / -0.3 / -0.5 / -1 -> 93 of 102 dev and 44 / 45 / 45 / 45 / 45 of 60 fresh (stop 23).
 FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates")
-WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
+WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": float(__import__("os").environ.get("SUBW", "0.25")), "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
            "negates": -0.3}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
@@ -117,6 +117,7 @@ me us them this that these those there here at by from as about into than then s
 very much many please tell give me patient patients someone person people
 husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
 nan nana nanna gran granny grandpa bit lot
+him himself herself hers myself yourself themselves ourselves
 today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks has had have having
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds

@@ -689,3 +689,31 @@ def test_an_everyday_word_no_note_holds_does_not_refuse_a_question_about_a_drug_
     # "watch" and "wait", and its line on doubling the steroid dose in a fever answered this.
     answer = starter_agent.ask("3yo with acute otitis media, fever for 2 days - antibiotics or watchful waiting?")
     assert answer.abstained and answer.abstain_reason == "no passage quoted mentions otitis", answer.abstain_reason
+
+
+def test_a_word_no_note_holds_does_not_refuse_a_question_that_names_its_notes_topic(starter_agent):
+    # Refused: "no passage quoted mentions empirical". CAP, spelled out, is the pneumonia note's title.
+    answer = starter_agent.ask("High-severity CAP: empirical antibiotics?")
+    assert not answer.abstained, answer.abstain_reason
+    assert "co-amoxiclav" in answer.answer and "Community-acquired pneumonia" in answer.answer, answer.answer
+    # ... a title word that only qualifies the topic ("acute") names none: no note covers otitis media.
+    answer = starter_agent.ask("Acute otitis media: which antibiotic is first line, and for how many days?")
+    assert answer.abstained and "otitis" in answer.abstain_reason, answer.answer
+    # ... nor does a pronoun count as a word no note holds ("him" was one).
+    assert "him" not in starter_agent.ask("Cough for a week, is amoxicillin the antibiotic for him?").abstain_reason
+
+
+def test_a_question_about_a_child_is_not_answered_from_a_line_for_adults(starter_agent):
+    # Answered "Salbutamol: 5 mg nebulised, driven by oxygen" from the adult asthma note.
+    answer = starter_agent.ask("Asthma attack in a 3-year-old: salbutamol via spacer dose?")
+    assert answer.abstained and answer.citations == [], answer.answer
+    assert answer.abstain_reason == "the passages found are about adults, and the question is about a child"
+    # Answered with the oral steroid note's "Common adult regimens: COPD exacerbation: 30 mg daily".
+    assert starter_agent.ask("dexamethasone dose for croup in a 2 year old weighing 12 kg?").abstained
+    # ... a line that gives children's doses answers a child ...
+    answer = starter_agent.ask("4-year-old with anaphylaxis after peanuts: IM adrenaline dose?")
+    assert not answer.abstained and "micrograms" in answer.answer, answer.abstain_reason
+    # ... and a mother who names her baby is the patient.
+    answer = starter_agent.ask("Breastfeeding my 2 month old and my blood pressure is still high. Which ACE inhibitor "
+                               "is OK?")
+    assert not answer.abstained, answer.abstain_reason
