@@ -14,7 +14,7 @@ from typing import Callable
 from assistant.abbreviations import expand
 from assistant.backends import GenerationSettings
 from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
-                                drugs_named, holds, last_sentence)
+                                drugs_named, holds, last_sentence, names_topic)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -39,9 +39,6 @@ FOCUS_UNITS = 8
 # fourth (packaged) reader at 0.2 / 0.1 / 0.05 / 0: 17 / 15 / 12 / 8 of 73 / 67 / 59 / 40; a fifth at each, so
 # 0.1 stays.
 MODEL_MARGIN = 0.1
-# Words of a note's title that qualify its topic rather than name it (index stems): "Acute kidney injury" is about
-# kidney injury, and "acute" in a question does not make it one about the kidneys (see Agent._names_topic).
-TITLE_QUALIFIERS = frozenset({"adult", "adolesc", "women", "common", "oral", "acut", "chronic", "essenti"})
 SPOKEN = 2  # chunks: an abbreviation the notes use this often is searched as written, not spelled out
 
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -158,7 +155,8 @@ class Agent:
             first = next((c.title for c in answer.citations if quotes and c.n == quotes[0].n), None)
             first_note_quotes = [f"{c.title} {c.section} {q.text}" for q in quotes for c in answer.citations
                                  if c.n == q.n and c.title == first]
-            missing = self._uncovered(words, rare, first_note_quotes, best, drugs, first or "", expand(asked))
+            missing = self._uncovered(words, rare, first_note_quotes, best, drugs,
+                                      topic_named=bool(first) and names_topic(first, asked))
             adults_only = bool(quotes) and _for_adults_only(question, first_note_quotes[0])
             if best < MIN_RELEVANCE or missing or adults_only:
                 answer.abstained, answer.mode = True, "abstained"
@@ -285,7 +283,7 @@ class Agent:
         return frozenset(w for w, count in words.items() if 0 < count <= limit)
 
     def _uncovered(self, words: dict[str, int], rare: frozenset[str], quoted: list[str],
-                   best: float, drugs: set[str] = frozenset(), title: str = "", spelled: str = "") -> list[str]:
+                   best: float, drugs: set[str] = frozenset(), topic_named: bool = False) -> list[str]:
         """Words of the question that no indexed chunk holds ("impetigo", "flare"), when the passages found are
         only loosely related and those quoted hold none of the question's rare known words. Similarity alone would
         answer "Which antibiotic cream is used for impetigo?" from the notes on other antibiotics, and "first-line
@@ -295,14 +293,15 @@ class Agent:
         by its class (the DOAC note's missed-dose lines). When the quoted passages name a drug the question names
         (`drugs`; a class does not count: "antibiotic cream for impetigo?"), an everyday word no note holds does not
         stop the answer: "Frail 45 kg woman on the ward - maximum paracetamol?" was refused for "ward". Nor does it
-        when the question names the topic of the note the answer leads with (`title`, see _names_topic).
+        when the question names the topic of the note the answer leads with (`topic_named`, see names_topic): "High-
+        severity CAP: empirical antibiotics?" names community-acquired pneumonia, and was refused for "empirical".
         `quoted`: the quotes of the note the answer leads with, each after its note's title and section. The quote,
         not its whole passage: the passage on steroid sick days also held "watch" and "wait", and its sick-day
         line answered "3yo with acute otitis media - antibiotics or watchful waiting?"."""
         unknown = [w for w, count in words.items() if count == 0]
         if best >= UNKNOWN_WORD_RELEVANCE or not unknown:
             return []
-        if self._names_topic(title, words.keys() | self.kb.retriever.document_frequencies(spelled).keys()):
+        if topic_named:
             return []
         held = set().union(*(self.kb.retriever.document_frequencies(text) for text in quoted))
         if rare & held or any(covers(text, word) for text in quoted for word in rare):
@@ -313,18 +312,6 @@ class Agent:
             # "chart") and cuts medical ones into pieces ("otitis" in "otitis media: amoxicillin for how many days?").
             unknown = [w for w in unknown if len(self.kb.embedder.tokenize(w)) > 1]
         return unknown
-
-    def _names_topic(self, title: str, stems: set[str]) -> bool:
-        """Whether the question (its stems, abbreviations spelled out) names the topic of the note it is answered
-        from: every word of the note's title, or of one part of it ("Pulmonary embolism and deep vein thrombosis"),
-        drugs and TITLE_QUALIFIERS aside. "High-severity CAP: empirical antibiotics?" names community-acquired
-        pneumonia, and was refused for "empirical", a word no note holds. A drug's note is left to `covers`."""
-        for part in re.split(r",| and ", title.split(" — ")[0]):
-            named = " ".join(w for w in re.findall(r"[\w-]+", part) if not drugs_named(w))
-            topic = self.kb.retriever.document_frequencies(named).keys() - TITLE_QUALIFIERS
-            if topic and topic <= stems:
-                return True
-        return False
 
     def _generate(self, backend, question, sources, on_text, cancel) -> tuple[str, str]:
         prompt = build_prompt(question, sources)

@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from assistant.abbreviations import expand
 from assistant.grounding import split_sentences
 from assistant.router import DRUG_NAMES, DRUG_STEMS
 from corpus.chunking import LIST_MARK, TABLE_RULE, leads_a_list
@@ -55,7 +56,7 @@ SHORT_SENTENCE = 7  # words; a sentence shorter than this is quoted together wit
 IN_RANGE_WEIGHT = 0.1
 # negates: 0 / -0.15 / -0.3 / -0.5 / -1 -> 93 of 102 dev and 44 / 45 / 45 / 45 / 45 of 60 fresh (stop 23).
 FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates")
-WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": float(__import__("os").environ.get("SUBW", "0.25")), "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
+WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
            "negates": -0.3}
 
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
@@ -538,6 +539,23 @@ def _negates(question: str, texts: list[str]) -> np.ndarray:
         return np.zeros(len(texts))
     pattern = re.compile(rf"{_NEGATION}(?:{'|'.join(map(re.escape, plain))})\b", re.I)
     return np.array([1.0 if pattern.search(text) else 0.0 for text in texts])
+
+
+# Words of a note's title that qualify its topic rather than name it (stems): "Acute kidney injury" is about kidney
+# injury, and "acute" in a question does not make it one about the kidneys.
+TITLE_QUALIFIERS = frozenset({"adult", "adolesc", "women", "common", "oral", "acut", "chronic", "essenti"})
+
+
+def names_topic(title: str, question: str) -> bool:
+    """Whether the question (abbreviations spelled out) names the topic of a note: every word of the note's title, or
+    of one part of it ("Pulmonary embolism and deep vein thrombosis"), drugs and TITLE_QUALIFIERS aside. "HFrEF"
+    names "Chronic heart failure in adults", "CAP" names "Community-acquired pneumonia"; a drug's note names none."""
+    asked = set(_terms(expand(question)))
+    for part in re.split(r",| and ", title.split(" — ")[0]):
+        topic = set(_terms(" ".join(w for w in re.findall(r"[\w-]+", part) if not drugs_named(w)))) - TITLE_QUALIFIERS
+        if topic and topic <= asked:
+            return True
+    return False
 
 
 def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> bool:
