@@ -114,11 +114,11 @@ _WORD = re.compile(r"[a-z0-9]+")
 _FIGURE = re.compile(r"(?<![\w-])\d")  # a number, not the digit of a name ("SGLT2", "GLP-1")
 STOP_WORDS = frozenset("""a an the of in on for to and or with without is are was were be been what which who whom when
 where why how do does did should would could can may might i we you he she it they my our your his her its their
-me us them this that these those there here at by from as about into than then so if not no yes any some all
-very much many please tell give me patient patients someone person people
+me us them him hers myself yourself himself herself ourselves themselves this that these those there here at by
+from as about into than then so if not no yes any some all very much many please tell give me patient patients
+someone person people
 husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
 nan nana nanna gran granny grandpa bit lot
-him himself herself hers myself yourself themselves ourselves
 today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks has had have having
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
