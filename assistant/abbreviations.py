@@ -77,6 +77,12 @@ ABBREVIATIONS = {
     "zoloft": "sertraline", "lustral": "sertraline", "prozac": "fluoxetine", "lipitor": "atorvastatin",
     "coumadin": "warfarin", "narcan": "naloxone", "macrobid": "nitrofurantoin", "keflex": "cefalexin",
     "zestril": "lisinopril", "norvasc": "amlodipine", "synthroid": "levothyroxine",
+    # Conditions in a patient's words; the notes use the clinical term.
+    "bladder infection": "cystitis, lower urinary tract infection", "water infection": "urinary tract infection",
+    "urine infection": "urinary tract infection", "kidney infection": "pyelonephritis",
+    "heart attack": "myocardial infarction", "mini-stroke": "transient ischaemic attack",
+    "mini stroke": "transient ischaemic attack", "high blood pressure": "hypertension",
+    "underactive thyroid": "hypothyroidism", "blood clot in the lung": "pulmonary embolism",
 }
 # Capitals must match ("PE" is pulmonary embolism, "pe" nothing); shorthand listed in lower case matches in
 # any case ("Pred", "Post-BD").

@@ -241,7 +241,10 @@ class Agent:
 
     def _spoken(self, abbreviation: str) -> bool:
         """Do the indexed notes use this abbreviation themselves (in at least SPOKEN chunks)? Every word of it:
-        "co-amoxiclav" makes "co" common, and "co-codamol" is still in no note."""
+        "co-amoxiclav" makes "co" common, and "co-codamol" is still in no note. A patient's phrase ("bladder
+        infection") is always spelled out: its words are common in the notes, the phrase is not."""
+        if " " in abbreviation:
+            return False
         counts = self.kb.retriever.document_frequencies(abbreviation).values()
         return bool(counts) and all(count >= SPOKEN for count in counts)
 

@@ -376,6 +376,14 @@ def starter_agent(starter_home, tmp_path_factory, embedder):
     return Agent(KnowledgeBase(home, embedder=embedder), None)
 
 
+def test_a_patients_words_for_a_condition_are_spelled_out(starter_agent):
+    # The notes hold "bladder" and "infection", never the phrase: "how long do I take antibiotics for a bladder
+    # infection" quoted the red flag "failure to improve within 48 hours of appropriate antibiotics".
+    assert expand("antibiotics for a water infection?") == "antibiotics for a water infection (urinary tract infection)?"
+    answer = starter_agent.ask("How many days of antibiotics for a water infection in a woman who is not pregnant?")
+    assert "Non-pregnant women: 3 days" in answer.answer, answer.answer
+
+
 def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert expand("Low-severity CAP, no allergies: abx?") == (
         "Low-severity CAP (community-acquired pneumonia), no allergies: abx (antibiotics)?")
