@@ -9,8 +9,9 @@ questions; `split` divides them into a dev half (the evidence reader's weights w
 test half (reported), and five sets written later by helpers blind to the rest (docs/benchmarks.md):
 `fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (run to choose
 between variants in stops 25 and 26, a few answers read) and `blind4` (run four times in stop 26: the start
-code, one rejected variant, two later commits; the questions it refused were seen once). For each question
-the agent answers as `medassist ask` would, and we count:
+code, one rejected variant, two later commits; the questions it refused were seen once). `near` holds 40
+near-topic medical questions the starter notes do not answer, written blind to the assistant's answers, to
+measure refusals. For each question the agent answers as `medassist ask` would, and we count:
 
 - fact delivered: a fact regex matches the answer shown (Markdown stripped);
 - right source cited: a citation the answer uses comes from an expected note;
@@ -115,8 +116,8 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "all"],
-                        default="test")
+    parser.add_argument("--split", default="test",
+                        choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "near", "all"])
     parser.add_argument("--model", choices=["none", "base"], default="base")
     parser.add_argument("--adapter", help="a PEFT adapter folder for the base model (the tuned reader)")
     parser.add_argument("--home", help="a home with the starter notes and the converted model (default: new)")
@@ -194,7 +195,7 @@ def summarise(results: list[dict]) -> dict:
     share = lambda part, whole: f"{part}/{whole} = {part / whole:.2f}" if whole else "n/a"  # noqa: E731
     evidence = [r["evidence_s"] for r in clinical if r["evidence_s"] is not None]
     totals = [r["timings"]["total_s"] for r in results]
-    stages = {stage: summary([r["timings"].get(stage, 0.0) for r in clinical])["median"]
+    stages = {stage: summary([r["timings"].get(stage, 0.0) for r in clinical or results])["median"]  # `near`: none
               for stage in ("route_s", "retrieve_s", "evidence_s", "generate_s", "check_s")}
     return {
         "clinical questions": len(clinical),

@@ -7,7 +7,7 @@ Run from the repository root:
 answer_questions.jsonl (one JSON object per line) is checked for:
   * valid JSON objects with the required fields and types;
   * unique ids;
-  * allowed values of split (dev/test/fresh/blind/blind2/blind3/blind4), kind (clinical/off_topic), route
+  * allowed values of split (dev/test/fresh/blind/blind2/blind3/blind4/near), kind (clinical/off_topic), route
     (diagnosis/treatment/medication/general) and type (dose, first_line,
     test_or_threshold, score, duration, contraindication, monitoring, other,
     off_topic);
@@ -50,7 +50,7 @@ ANSWER_FILE = DATA / "answer_questions.jsonl"
 HELDOUT_FILE = DATA / "route_questions_heldout.jsonl"
 ROUTER_FILE = DATA / "route_questions.jsonl"
 
-SPLITS = ("dev", "test", "fresh", "blind", "blind2", "blind3", "blind4")
+SPLITS = ("dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "near")
 KINDS = ("clinical", "off_topic")
 ROUTES = ("diagnosis", "treatment", "medication", "general")
 TYPES = ("dose", "first_line", "test_or_threshold", "score", "duration",
