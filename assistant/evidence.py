@@ -34,7 +34,7 @@ import numpy as np
 from assistant.abbreviations import expand
 from assistant.grounding import split_sentences
 from assistant.router import DRUG_NAMES, DRUG_STEMS
-from corpus.chunking import LIST_MARK, TABLE_RULE, leads_a_list
+from corpus.chunking import LIST_MARK, TABLE_RULE, indent_of, leads_a_list
 
 MAX_QUOTES = 3
 CLOSE_TO_BEST = 0.2  # a further quote must score within this of the best one (scores are ~0..2)
@@ -279,7 +279,7 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         if not line:
             leads = [] if in_items else leads  # a blank line may precede the items, one after them ends the list
             continue
-        indent = len(raw) - len(raw.lstrip())
+        indent = indent_of(raw)
         item = bool(LIST_MARK.match(line))
         leads = [(lead, at) for lead, at in leads if item and at < indent]
         if not item and leads_a_list(line) and not line.rstrip("*_ ").endswith(":") and _opens_list(lines, i):
@@ -360,7 +360,7 @@ def _said(text: str, said: list[str]) -> bool:
 def _opens_list(lines: list[str], i: int, deeper_than: int = -1) -> bool:
     """Whether the first non-blank line after line i is a list item (indented more than `deeper_than`)."""
     following = next((line for line in lines[i + 1:] if line.strip()), "")
-    return bool(LIST_MARK.match(following.strip())) and len(following) - len(following.lstrip()) > deeper_than
+    return bool(LIST_MARK.match(following.strip())) and indent_of(following) > deeper_than
 
 
 def _table_row(cells: list[str], headers: list[str] | None, lead: str | None) -> str:

@@ -95,7 +95,7 @@ def carried_lines(above: list[str], first: str) -> list[str]:
         return header if len(header) == 2 and TABLE_RULE.match(header[1].strip()) else []
     if not LIST_MARK.match(first.lstrip()):
         return []
-    carried, indent, blank = [], _indent(first), False
+    carried, indent, blank = [], indent_of(first), False
     for line in reversed(above):
         if not line.strip():
             blank = True
@@ -103,8 +103,8 @@ def carried_lines(above: list[str], first: str) -> list[str]:
             return [line, *carried] if leads_a_list(line) else carried
         elif blank:
             return carried
-        elif _indent(line) < indent:  # an item the chunk's items are nested under
-            carried, indent = [line, *carried], _indent(line)
+        elif indent_of(line) < indent:  # an item the chunk's items are nested under
+            carried, indent = [line, *carried], indent_of(line)
     return carried
 
 
@@ -114,7 +114,8 @@ def leads_a_list(line: str) -> bool:
     return not line.lstrip().startswith("#") and not line.rstrip("*_ ").endswith((".", "!", "?"))
 
 
-def _indent(line: str) -> int:
+def indent_of(line: str) -> int:
+    """How far a line is indented (an item's nesting depth in a list)."""
     return len(line) - len(line.lstrip())
 
 
