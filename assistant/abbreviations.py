@@ -84,6 +84,10 @@ ABBREVIATIONS = {
     "mini stroke": "transient ischaemic attack", "high blood pressure": "hypertension",
     "underactive thyroid": "hypothyroidism", "blood clot in the lung": "pulmonary embolism",
 }
+# Shorthand for how and how often a drug is given, and for the parts of a case note. It names no topic, so the agent's
+# search with the notes' own shorthand spelled out keeps it as written: "Needed two IM adrenaline doses ... how long
+# to observe her?" with "intramuscular" spelled out found the IM dose tables, not the observation times.
+NOT_TOPICS = frozenset({"IM", "IV", "SC", "PRN", "QDS", "TDS", "pt", "Rx", "Tx", "Dx", "Hx", "obs"})
 # Capitals must match ("PE" is pulmonary embolism, "pe" nothing); shorthand listed in lower case matches in
 # any case ("Pred", "Post-BD").
 _LOWER = {a.lower(): a for a in ABBREVIATIONS if a == a.lower()}

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from assistant.abbreviations import expand
+from assistant.abbreviations import NOT_TOPICS, expand
 from assistant.backends import GenerationSettings
 from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
                                 drugs_named, holds, last_sentence, names_topic)
@@ -134,7 +134,8 @@ class Agent:
             asked = self._respelled(question)  # "diltiazam" is diltiazem
             searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
             drugs = drugs_named(asked) - set(DRUG_CLASSES)  # as asked: "co-codamol" spelled out names two
-            passages = self._retrieve(searched, routed, k or self.k, drugs)
+            spelled = expand(asked, lambda short: short in NOT_TOPICS)  # the notes' own shorthand too: _retrieve
+            passages = self._retrieve(searched, routed, k or self.k, drugs, spelled)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
                                          p.chunk.page, p.chunk.text, round(p.score, 5),
@@ -215,20 +216,27 @@ class Agent:
         return answer
 
     # --- steps ----------------------------------------------------------------------------------
-    def _retrieve(self, question: str, route: str, k: int, drugs: set[str] = frozenset()):
+    def _retrieve(self, question: str, route: str, k: int, drugs: set[str] = frozenset(), spelled: str = ""):
         """The route's sources preferred, never required: the unfiltered and the routed rankings are fused by
         reciprocal rank, so a passage in both comes first and a misrouted question still finds its note. A question
         of several sentences is searched once more by its last one, the ask: "Needed two doses of adrenaline, now
         well. How long should we keep him in?" found only the dose table, the story's words outweighing the ask's.
         One that names two drugs or more (`drugs`, by name, not by class) is searched once more by their names: "pt
         on bisoprolol now in SVT - ok to give IV verapamil?" found the notes on each drug's doses and on SVT's rate
-        control, not the beta-blocker note's line that IV verapamil must never be given to someone beta-blocked."""
+        control, not the beta-blocker note's line that IV verapamil must never be given to someone beta-blocked.
+        `spelled`, the question with the shorthand the notes use spelled out as well, is searched too: BM25 matches
+        the notes' "HFrEF" as written, but MiniLM knows few abbreviations. "Wells score 5 for PE - next step?" had a
+        dense similarity of 0.35 as written (below the relevance floor) and 0.65 with "pulmonary embolism"; "Suspected
+        TIA yesterday ... What should happen now?" found the aspirin 300 mg line only spelled out. Each passage keeps
+        its best dense similarity over the searches, which the relevance floor reads."""
         everywhere = self.kb.search(question, k=k)
         ask = last_sentence(question)
         # ... when the ask says something of its own: "What should he take?" alone finds any note's counselling.
         asks = [self.kb.search(ask, k=k)] if ask != question.strip() and len(_content_words(ask)) >= 2 else []
         if len(drugs) >= 2:  # ... and by the drugs it names, alone: "on bisoprolol, ok to give IV verapamil?"
             asks.append(self.kb.search(" ".join(sorted(drugs)), k=k))
+        if spelled != question:
+            asks.append(self.kb.search(spelled, k=k))
         if route == "general" and not asks:
             return everywhere
         routed = self.kb.search(question, k=k, route=route) if route != "general" else []
@@ -237,6 +245,8 @@ class Agent:
             for rank, passage in enumerate(ranking):
                 entry = fused.setdefault(passage.chunk.chunk_id, [0.0, passage])
                 entry[0] += 1.0 / (RRF_K + rank)
+                if (passage.dense_score or 0.0) > (entry[1].dense_score or 0.0):
+                    entry[1] = passage
         return [p for _, p in sorted(fused.values(), key=lambda e: (-e[0], -(e[1].dense_score or 0.0)))][:k]
 
     def _spoken(self, abbreviation: str) -> bool:

@@ -154,10 +154,16 @@ def last_sentence(question: str) -> str:
     return re.split(r"(?<=[.?!])\s+", question.strip())[-1]
 
 
+# Doses counted are doses given, not a dose asked for: "not responding to 2 doses of IM adrenaline - what now?"
+_COUNTED_DOSES = re.compile(r"\b(?:\d+|two|three|four|both|several|repeated|multiple)\s+(?:\w+\s+){0,2}doses\b")
+
+
 def question_type(question: str) -> str | None:
     """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose), in
-    its last sentence first: "Just started furosemide 40 mg. When do I recheck U&Es?" asks when, not a dose."""
-    for text in (last_sentence(question).lower(), question.lower()):
+    its last sentence first: "Just started furosemide 40 mg. When do I recheck U&Es?" asks when, not a dose. Doses
+    counted are history: "Anaphylaxis not responding to 2 doses of IM adrenaline - what now?" asks for no dose, and
+    it led with the IM dose lines over "refractory when problems persist despite two appropriate IM doses"."""
+    for text in (_COUNTED_DOSES.sub("", last_sentence(question).lower()), _COUNTED_DOSES.sub("", question.lower())):
         found = ("contraindication" if _DECISION.search(text) and not re.search(r"\bhow (?:much|many)\b", text) else
                  next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None))
         if found:

@@ -132,6 +132,9 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert question_type("Just started furosemide 40 mg for ankle oedema. When do I recheck U&Es?") == "monitoring"
     assert question_type("Needed two IM adrenaline doses, now well. How long should we keep him in?") == "duration"
     assert question_type("On sertraline for 2 months. How much longer should I stay on it?") == "duration"
+    # Doses counted are doses given: the question asks what comes next, or for how long.
+    assert question_type("Anaphylaxis not responding to 2 doses of IM adrenaline - what now?") != "dose"
+    assert question_type("Observe for how long after anaphylaxis that needed two doses of adrenaline?") == "duration"
     # A yes/no about giving or carrying on with a drug asks whether it is contraindicated, but "how much" asks a dose.
     assert question_type("pt on bisoprolol now in SVT - ok to give IV verapamil?") == "contraindication"
     assert question_type("eGFR 27 on metformin 1 g bd. Carry on at a lower dose?") == "contraindication"
@@ -725,3 +728,17 @@ def test_a_question_about_a_child_is_not_answered_from_a_line_for_adults(starter
     answer = starter_agent.ask("Breastfeeding my 2 month old and my blood pressure is still high. Which ACE inhibitor "
                                "is OK?")
     assert not answer.abstained, answer.abstain_reason
+
+
+def test_the_notes_own_shorthand_is_searched_spelled_out_too(starter_agent):
+    # As written, MiniLM barely knows "PE": the best passage's dense similarity was 0.35, under the relevance floor,
+    # and the question was refused. Spelled out, the PE note's Wells score answers.
+    answer = starter_agent.ask("Wells score 5 for PE - next step?")
+    assert not answer.abstained, answer.abstain_reason
+    assert "Wells score for PE" in answer.answer, answer.answer
+    # "TIA" as written led with the imaging line; spelled out, the search finds the aspirin 300 mg line.
+    answer = starter_agent.ask("Suspected TIA yesterday, symptoms gone, not on anticoagulants. What should happen now?")
+    assert "aspirin 300 mg" in answer.answer, answer.answer
+    # Counted doses ask no dose: the refractory line leads, not the IM dose table.
+    answer = starter_agent.ask("Anaphylaxis not responding to 2 doses of IM adrenaline - what now?")
+    assert "Refractory anaphylaxis: Anaphylaxis is refractory" in answer.sentences[0].text, answer.answer
