@@ -98,8 +98,12 @@ _DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a
 # A first-line question whose answer is a drug: "Which antibiotics?", "Which drug class should be added?"
 _WHICH_DRUG = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:drugs?|antibiotics?|medicines?|medications?|agents?|"
                          r"inhalers?|class|vasopressors?|anticoagulants?|antidepressants?|statins?)\b|"
-                         r"\bempiric\w* (?:antibiotics?|treatment)", re.I)
-_DRUG = re.compile(f"{DRUG_STEMS}|{DRUG_NAMES}", re.I)
+                         r"\bempiric\w* (?:antibiotics?|treatment)|\bfirst (?:drug|medicine)\b|"
+                         r"\bwhat (?:do|should|would|can) (?:i|we|you) give\b", re.I)
+# The reader's drugs: the router's names, and the IV calcium salts, which protect the heart in hyperkalaemia
+# ("K+ 7.1 with broad QRS - first drug to give?" quoted the ECG changes, for no line offered a drug). They are
+# not in the router's list, whose fitted weights count drug names.
+_DRUG = re.compile(rf"{DRUG_STEMS}|{DRUG_NAMES}|\bcalcium (?:gluconate|chloride)\b", re.I)
 # A value the question gives (eGFR 25, FEV1 45%, potassium 5.8, "score of 3") and the band or threshold of a unit
 # that holds it ("CrCl 15–29", "GOLD 3 (severe): 30–49%", "above 5.5 mmol/L", "3 or more"): what a clinician
 # reads first in a table of bands. Not a number inside a name ("SGLT2", "GLP-1", "CHA2DS2").

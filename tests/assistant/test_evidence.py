@@ -742,3 +742,11 @@ def test_the_notes_own_shorthand_is_searched_spelled_out_too(starter_agent):
     # Counted doses ask no dose: the refractory line leads, not the IM dose table.
     answer = starter_agent.ask("Anaphylaxis not responding to 2 doses of IM adrenaline - what now?")
     assert "Refractory anaphylaxis: Anaphylaxis is refractory" in answer.sentences[0].text, answer.answer
+
+
+def test_which_drug_to_give_first_is_answered_by_a_line_that_offers_one(starter_agent):
+    # Only the ECG changes, which share the question's words, were quoted; calcium, which the notes give first, is a
+    # drug here, so a line offering it answers "first drug to give?" (the ECG line still leads: its words weigh more).
+    assert drugs_named("Calcium gluconate 10%: 30 mL over 10 minutes") == {"calcium gluconate"}
+    answer = starter_agent.ask("K+ 7.1 with broad QRS and peaked T waves - first drug to give?")
+    assert re.search(r"calcium (?:gluconate|chloride)", answer.answer, re.I), answer.answer
