@@ -135,20 +135,20 @@ class Agent:
             searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
             drugs = drugs_named(asked) - set(DRUG_CLASSES)  # as asked: "co-codamol" spelled out names two
             spelled = expand(asked, lambda short: short in NOT_TOPICS)  # the notes' own shorthand too: _retrieve
-            passages = self._retrieve(searched, routed, k or self.k, drugs, spelled)
+            passages, relevance = self._retrieve(searched, routed, k or self.k, drugs, spelled)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
                                          p.chunk.page, p.chunk.text, round(p.score, 5),
                                          None if p.dense_score is None else round(p.dense_score, 4))
                                 for n, p in enumerate(passages, start=1)]
-            best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)
+            best = max((c.dense_score or 0.0 for c in answer.citations), default=0.0)  # as the question is written
             # The question's own words, an abbreviation spelled out replaced by its meaning: "LFTs" is in no note,
             # "liver function tests" is, so it is no word that no indexed chunk holds (see _uncovered).
             words = self._question_words(asked if searched == asked
                                          else expand(asked, self._spoken, keep_short=False))
             rare = self._rare(words if searched == asked else self._question_words(searched))
             t = time.perf_counter()
-            scored = self._score_units(searched, answer.citations, rare) if best >= MIN_RELEVANCE else []
+            scored = self._score_units(searched, answer.citations, rare) if relevance >= MIN_RELEVANCE else []
             quotes = self.reader.quotes(searched, scored, rare_words=rare)
             timings["evidence_s"] = time.perf_counter() - t
             # The note the answer leads with must be on the question's topic: "first-line treatment for a gout
@@ -159,10 +159,10 @@ class Agent:
             missing = self._uncovered(words, rare, first_note_quotes, best, drugs,
                                       topic_named=bool(first) and names_topic(first, asked))
             adults_only = bool(quotes) and _for_adults_only(question, first_note_quotes[0])
-            if best < MIN_RELEVANCE or missing or adults_only:
+            if relevance < MIN_RELEVANCE or missing or adults_only:
                 answer.abstained, answer.mode = True, "abstained"
                 answer.abstain_reason = (f"the indexed sources do not cover this question (best relevance "
-                                         f"{best:.2f} < {MIN_RELEVANCE})" if best < MIN_RELEVANCE else
+                                         f"{relevance:.2f} < {MIN_RELEVANCE})" if relevance < MIN_RELEVANCE else
                                          f"no passage quoted mentions {' or '.join(self._as_asked(missing, asked))}"
                                          if missing else "the passages found are about adults, and the question is "
                                                          "about a child")
@@ -227,8 +227,10 @@ class Agent:
         `spelled`, the question with the shorthand the notes use spelled out as well, is searched too: BM25 matches
         the notes' "HFrEF" as written, but MiniLM knows few abbreviations. "Wells score 5 for PE - next step?" had a
         dense similarity of 0.35 as written (below the relevance floor) and 0.65 with "pulmonary embolism"; "Suspected
-        TIA yesterday ... What should happen now?" found the aspirin 300 mg line only spelled out. Each passage keeps
-        its best dense similarity over the searches, which the relevance floor reads."""
+        TIA yesterday ... What should happen now?" found the aspirin 300 mg line only spelled out.
+        Returns the passages and their relevance: the best dense similarity of any of them in any search, which the
+        relevance floor reads. The unknown-word rule (_uncovered) reads the passages' own scores, from the first
+        search that found each: spelled out, two near-topic questions with a word no note holds passed 0.6."""
         everywhere = self.kb.search(question, k=k)
         ask = last_sentence(question)
         # ... when the ask says something of its own: "What should he take?" alone finds any note's counselling.
@@ -238,16 +240,16 @@ class Agent:
         if spelled != question:
             asks.append(self.kb.search(spelled, k=k))
         if route == "general" and not asks:
-            return everywhere
+            return everywhere, max((p.dense_score or 0.0 for p in everywhere), default=0.0)
         routed = self.kb.search(question, k=k, route=route) if route != "general" else []
         fused: dict[str, list] = {}
         for ranking in (everywhere, routed, *asks):
             for rank, passage in enumerate(ranking):
-                entry = fused.setdefault(passage.chunk.chunk_id, [0.0, passage])
+                entry = fused.setdefault(passage.chunk.chunk_id, [0.0, passage, 0.0])
                 entry[0] += 1.0 / (RRF_K + rank)
-                if (passage.dense_score or 0.0) > (entry[1].dense_score or 0.0):
-                    entry[1] = passage
-        return [p for _, p in sorted(fused.values(), key=lambda e: (-e[0], -(e[1].dense_score or 0.0)))][:k]
+                entry[2] = max(entry[2], passage.dense_score or 0.0)
+        top = sorted(fused.values(), key=lambda e: (-e[0], -(e[1].dense_score or 0.0)))[:k]
+        return [passage for _, passage, _ in top], max((dense for _, _, dense in top), default=0.0)
 
     def _spoken(self, abbreviation: str) -> bool:
         """Do the indexed notes use this abbreviation themselves (in at least SPOKEN chunks)? Every word of it:

@@ -739,6 +739,10 @@ def test_the_notes_own_shorthand_is_searched_spelled_out_too(starter_agent):
     # "TIA" as written led with the imaging line; spelled out, the search finds the aspirin 300 mg line.
     answer = starter_agent.ask("Suspected TIA yesterday, symptoms gone, not on anticoagulants. What should happen now?")
     assert "aspirin 300 mg" in answer.answer, answer.answer
+    # ... but a word no note holds is judged on the question as written (similarity 0.59, under the rule's 0.6):
+    # spelled out, "CKD" raised it to 0.62 and a statin line answered for ezetimibe.
+    answer = starter_agent.ask("Ezetimibe dose with a statin in CKD?")
+    assert answer.abstained and "Ezetimibe" in answer.abstain_reason, answer.answer
     # Counted doses ask no dose: the refractory line leads, not the IM dose table.
     answer = starter_agent.ask("Anaphylaxis not responding to 2 doses of IM adrenaline - what now?")
     assert "Refractory anaphylaxis: Anaphylaxis is refractory" in answer.sentences[0].text, answer.answer
