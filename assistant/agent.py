@@ -216,7 +216,8 @@ class Agent:
         return answer
 
     # --- steps ----------------------------------------------------------------------------------
-    def _retrieve(self, question: str, route: str, k: int, drugs: set[str] = frozenset(), spelled: str = ""):
+    def _retrieve(self, question: str, route: str, k: int, drugs: set[str] = frozenset(),
+                  spelled: str | None = None) -> tuple[list, float]:
         """The route's sources preferred, never required: the unfiltered and the routed rankings are fused by
         reciprocal rank, so a passage in both comes first and a misrouted question still finds its note. A question
         of several sentences is searched once more by its last one, the ask: "Needed two doses of adrenaline, now
@@ -237,7 +238,7 @@ class Agent:
         asks = [self.kb.search(ask, k=k)] if ask != question.strip() and len(_content_words(ask)) >= 2 else []
         if len(drugs) >= 2:  # ... and by the drugs it names, alone: "on bisoprolol, ok to give IV verapamil?"
             asks.append(self.kb.search(" ".join(sorted(drugs)), k=k))
-        if spelled != question:
+        if spelled and spelled != question:
             asks.append(self.kb.search(spelled, k=k))
         if route == "general" and not asks:
             return everywhere, max((p.dense_score or 0.0 for p in everywhere), default=0.0)
