@@ -534,21 +534,43 @@ def _percent(text: str, match: re.Match) -> bool:
     return "%" in match.group(0) or text[match.end():match.end() + 2].lstrip().startswith("%")
 
 
-_NEGATION = r"(?:\b(?:not|cannot|can't|unable to|no|without)\s+|\b(?:un|non-?))"
+_NEGATING_WORD, _NEGATING_PREFIX = r"\b(?:not|cannot|can't|unable to|no|without)\s+", r"\b(?:un|non-?)"
+_NEGATION = rf"(?:{_NEGATING_WORD}|{_NEGATING_PREFIX})"
 
 
 def _negates(question: str, texts: list[str]) -> np.ndarray:
     """1 where a text negates a word the question states plainly: "If the person is unconscious or cannot swallow:
     nothing by mouth" is no answer about a conscious patient who can swallow, nor "Non-pregnant women: 3 days" about
-    a pregnant one; the words they share made them score as well as the lines that are."""
+    a pregnant one; the words they share made them score as well as the lines that are. And 1 where the question
+    rules out what a text's label says plainly: "no penicillin allergy" rules out "Penicillin allergy: usual
+    alternatives are doxycycline or clarithromycin", and "INR 6.4, no bleeding" the line "INR 5–8 with minor
+    bleeding: stop warfarin and give intravenous vitamin K"."""
     # A drug is no such word: "short courses at the lowest dose (not codeine)" answers "Is codeine OK when
     # breastfeeding?". A word the question negates itself ("no obvious cause") is not plain either.
     plain = [w for w in set(_WORD.findall(question.lower())) if len(w) >= 4 and w not in STOP_WORDS
              and not drugs_named(w) and not re.search(rf"{_NEGATION}(?:\w+ )?{w}\b", question, re.I)]
-    if not plain:
-        return np.zeros(len(texts))
-    pattern = re.compile(rf"{_NEGATION}(?:{'|'.join(map(re.escape, plain))})\b", re.I)
-    return np.array([1.0 if pattern.search(text) else 0.0 for text in texts])
+    negating = re.compile(rf"{_NEGATION}(?:{'|'.join(map(re.escape, plain))})\b", re.I) if plain else None
+    ruled_out = _negated(question)
+
+    def about_ruled_out(text: str) -> bool:
+        label = _UNIT_LABEL.match(text)
+        return bool(ruled_out and label and ruled_out & (_word_starts(label.group(1)) - _negated(label.group(1))))
+
+    return np.array([1.0 if negating and negating.search(text) or about_ruled_out(text) else 0.0 for text in texts])
+
+
+_UNIT_LABEL = re.compile(r"([^:]{3,60}):")  # what a unit is about: "INR 5–8, no bleeding: withhold 1–2 doses"
+
+
+def _word_starts(text: str) -> set[str]:
+    """The first six letters of each word of four or more: "pregnant" and "pregnancy" meet as "pregna"."""
+    return {w[:6] for w in _WORD.findall(text.lower()) if len(w) >= 4}
+
+
+def _negated(text: str) -> set[str]:
+    """What a text says is absent ("no penicillin allergy", "not pregnant"), drugs aside, as _word_starts."""
+    found = re.findall(rf"{_NEGATING_WORD}(\w+)(?: (\w+))?|{_NEGATING_PREFIX}(\w+)", text, re.I)
+    return _word_starts(" ".join(w for words in found for w in words if w and not drugs_named(w)))
 
 
 # Words of a note's title that qualify its topic rather than name it (stems): "Acute kidney injury" is about kidney

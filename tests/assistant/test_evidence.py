@@ -754,3 +754,16 @@ def test_which_drug_to_give_first_is_answered_by_a_line_that_offers_one(starter_
     assert drugs_named("Calcium gluconate 10%: 30 mL over 10 minutes") == {"calcium gluconate"}
     answer = starter_agent.ask("K+ 7.1 with broad QRS and peaked T waves - first drug to give?")
     assert re.search(r"calcium (?:gluconate|chloride)", answer.answer, re.I), answer.answer
+
+
+def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
+    over = ("- **INR 5–8, no bleeding:** withhold 1–2 doses and reduce the maintenance dose.\n"
+            "- **INR 5–8 with minor bleeding:** stop warfarin and give intravenous vitamin K 1–3 mg.\n"
+            "- **Major bleeding:** stop warfarin and give prothrombin complex concentrate.")
+    quotes = starter_agent.reader.read("INR 6.4 on warfarin, no bleeding. What do I do?",
+                                       [(1, "Warfarin", "Warfarin > Over-anticoagulation and bleeding", over)])
+    assert [q.text for q in quotes] == ["INR 5–8, no bleeding: withhold 1–2 doses and reduce the maintenance dose."]
+    # ... and a label that says the same absence ("no bleeding") is no case ruled out.
+    quotes = starter_agent.reader.read("INR 9 with bleeding: what now?",
+                                       [(1, "Warfarin", "Warfarin > Over-anticoagulation and bleeding", over)])
+    assert "no bleeding" not in quotes[0].text, [q.text for q in quotes]
