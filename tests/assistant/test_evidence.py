@@ -762,8 +762,9 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
             "- **Major bleeding:** stop warfarin and give prothrombin complex concentrate.")
     quotes = starter_agent.reader.read("INR 6.4 on warfarin, no bleeding. What do I do?",
                                        [(1, "Warfarin", "Warfarin > Over-anticoagulation and bleeding", over)])
+    # The lines for bleeding are ruled out; the label that says the same absence ("no bleeding") is not.
     assert [q.text for q in quotes] == ["INR 5–8, no bleeding: withhold 1–2 doses and reduce the maintenance dose."]
-    # ... and a label that says the same absence ("no bleeding") is no case ruled out.
+    # ... and a question that states the bleeding does not lead with the line for no bleeding.
     quotes = starter_agent.reader.read("INR 9 with bleeding: what now?",
                                        [(1, "Warfarin", "Warfarin > Over-anticoagulation and bleeding", over)])
     assert "no bleeding" not in quotes[0].text, [q.text for q in quotes]
