@@ -627,8 +627,12 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
+# A decimal is one term: "lactate 4.2" shares no "2" with "above 2 mmol/L", a line it led "how much fluid?" with.
+_TERM = re.compile(r"\d+(?:\.\d+)+|[a-z0-9]+")
+
+
 def _terms(text: str) -> list[str]:
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
+    words = [w for w in _TERM.findall(text.lower()) if w not in STOP_WORDS]
     return _stemmer().stemWords(words)
 
 

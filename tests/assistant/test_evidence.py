@@ -768,3 +768,9 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     quotes = starter_agent.reader.read("INR 9 with bleeding: what now?",
                                        [(1, "Warfarin", "Warfarin > Over-anticoagulation and bleeding", over)])
     assert "no bleeding" not in quotes[0].text, [q.text for q in quotes]
+
+
+def test_a_decimal_value_shares_no_digit_with_the_notes_numbers(starter_agent):
+    # "lactate 4.2" once shared "2" with "above 2 mmol/L is abnormal", and that line led the answer to the dose asked.
+    answer = starter_agent.ask("Fever, HR 125, lactate 4.2 - how much fluid?")
+    assert "30 mL/kg" in answer.sentences[0].text, answer.answer
