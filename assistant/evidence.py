@@ -87,7 +87,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                           r"investigat\w*|when (?:is|does)|above|below|count as|mild, moderate|stage)\b",
                           r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
                           r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min)|\bor more\b|\bconfirm\w*|\bdiagnos\w*|"
-                          r"\btargets? \d"),
+                          r"\btargets? \d|\b(?:egfr|crcl)\b\D{0,20}\d"),  # "started down to an eGFR of about 25"
 }
 # A yes/no about giving, taking or carrying on with a drug asks whether it is contraindicated: "ok to give IV
 # verapamil?", "Is prasugrel an option?", "Carry on at a lower dose?"; asked before any other cue, but after "how

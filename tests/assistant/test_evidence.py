@@ -774,3 +774,9 @@ def test_a_decimal_value_shares_no_digit_with_the_notes_numbers(starter_agent):
     # "lactate 4.2" once shared "2" with "above 2 mmol/L is abnormal", and that line led the answer to the dose asked.
     answer = starter_agent.ask("Fever, HR 125, lactate 4.2 - how much fluid?")
     assert "30 mL/kg" in answer.sentences[0].text, answer.answer
+
+
+def test_a_line_that_states_an_egfr_is_a_threshold(starter_agent):
+    # The SGLT2 note gives the starting floor in words ("down to an eGFR of about 25"), with no unit after the number.
+    answer = starter_agent.ask("Dapagliflozin eGFR cut-off for starting in heart failure?")
+    assert "eGFR of about 25" in answer.sentences[0].text, answer.answer
