@@ -14,7 +14,7 @@ from typing import Callable
 from assistant.abbreviations import NOT_TOPICS, expand
 from assistant.backends import GenerationSettings
 from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
-                                drugs_named, holds, last_sentence, names_topic)
+                                drugs_named, holds, last_sentence, names_topic, without_stated_doses)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -131,7 +131,7 @@ class Agent:
 
         if use_rag:
             t = time.perf_counter()
-            asked = self._respelled(question)  # "diltiazam" is diltiazem
+            asked = without_stated_doses(self._respelled(question))  # "diltiazam" is diltiazem
             searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
             drugs = drugs_named(asked) - set(DRUG_CLASSES)  # as asked: "co-codamol" spelled out names two
             spelled = expand(asked, lambda short: short in NOT_TOPICS)  # the notes' own shorthand too: _retrieve

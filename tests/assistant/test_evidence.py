@@ -18,7 +18,7 @@ import pytest
 from assistant.abbreviations import expand
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
-from assistant.evidence import EvidenceReader, about, covers, drugs_named, question_type, units
+from assistant.evidence import EvidenceReader, about, covers, drugs_named, question_type, units, without_stated_doses
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -780,3 +780,14 @@ def test_a_line_that_states_an_egfr_is_a_threshold(starter_agent):
     # The SGLT2 note gives the starting floor in words ("down to an eGFR of about 25"), with no unit after the number.
     answer = starter_agent.ask("Dapagliflozin eGFR cut-off for starting in heart failure?")
     assert "eGFR of about 25" in answer.sentences[0].text, answer.answer
+
+
+def test_a_dose_the_patient_is_on_is_history_unless_the_question_turns_on_it(starter_agent):
+    assert without_stated_doses("On metformin 1 g bd, eGFR 27. Can it be continued?") == \
+        "On metformin, eGFR 27. Can it be continued?"
+    for kept in ("On warfarin 5 mg, INR 6.4 - what dose now?", "on amlodipine 10mg, can he stay on simvastatin 40 mg?"):
+        assert without_stated_doses(kept) == kept
+    answer = starter_agent.ask("68yo on bisoprolol and ramipril, new ankle swelling after starting amlodipine 10 mg. "
+                               "Options?")
+    assert answer.sentences[0].citations and "Calcium-channel blockers" in answer.sentences[0].text, answer.answer
+    assert "ankle" in answer.answer.lower() and "Bisoprolol:" not in answer.answer, answer.answer
