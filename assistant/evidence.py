@@ -189,8 +189,11 @@ def question_type(question: str) -> str | None:
     counted are history: "Anaphylaxis not responding to 2 doses of IM adrenaline - what now?" asks for no dose, and
     it led with the IM dose lines over "refractory when problems persist despite two appropriate IM doses"."""
     for text in (_COUNTED_DOSES.sub("", last_sentence(question).lower()), _COUNTED_DOSES.sub("", question.lower())):
-        found = ("contraindication" if _DECISION.search(text) and not re.search(r"\bhow (?:much|many)\b", text) else
-                 next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None))
+        which_class = _WHICH_CLASS.search(text)
+        found = ("contraindication" if _DECISION.search(text) and not which_class
+                 and not re.search(r"\bhow (?:much|many)\b", text) else
+                 next((name for name, (asks, _) in QUESTION_TYPES.items() if re.search(asks, text)), None)
+                 or ("first_line" if which_class else None))
         if found:
             return found
     return None
@@ -242,6 +245,11 @@ _MEMBER_NAMES = re.compile(rf"\b(?:{'|'.join(members for _, members in DRUG_CLAS
 # A class word before one of these names a condition, not the drugs it was asked about: "naloxone dose for opioid
 # overdose" asks about naloxone, and the opioids' starting doses do not answer it.
 _CONDITION = re.compile(r"[\s-]+(?:overdoses?|toxicity|poisoning|withdrawal)\b", re.I)
+
+
+# "Which ACE inhibitor is OK to take while breastfeeding?" asks for a drug of the class, not whether the class is
+# contraindicated: read as a yes/no, it led with "Never combine an ACE inhibitor with an ARB".
+_WHICH_CLASS = re.compile(rf"\b(?:which|what)\s+(?:{'|'.join(words for words, _ in DRUG_CLASSES.values())})\b", re.I)
 
 
 def drugs_named(text: str) -> set[str]:
@@ -538,8 +546,8 @@ _NOT_GIVEN = re.compile(r"\b(?:avoid\w*|never|not|no|contraindicat\w*|stop\w*|in
 
 def asks_for_drug(question: str) -> bool:
     """Whether the question asks which drug to give (see EvidenceReader.features)."""
-    asked = drugs_named(question)
-    return question_type(question) == "first_line" and bool(_WHICH_DRUG.search(last_sentence(question))
+    asked, ask = drugs_named(question), last_sentence(question)
+    return question_type(question) == "first_line" and bool(_WHICH_DRUG.search(ask) or _WHICH_CLASS.search(ask)
                                                             or asked and asked <= DRUG_CLASSES.keys())
 
 

@@ -791,3 +791,13 @@ def test_a_dose_the_patient_is_on_is_history_unless_the_question_turns_on_it(sta
                                "Options?")
     assert answer.sentences[0].citations and "Calcium-channel blockers" in answer.sentences[0].text, answer.answer
     assert "ankle" in answer.answer.lower() and "Bisoprolol:" not in answer.answer, answer.answer
+
+
+def test_which_member_of_a_class_is_ok_asks_for_a_drug(starter_agent):
+    question = ("i'm breastfeeding my 2 month old and my blood pressure is still high, which ace inhibitor is ok to "
+                "take?")
+    assert question_type(question) == "first_line"
+    assert question_type("Is ramipril ok to take in pregnancy?") == "contraindication"
+    assert question_type("Which statin dose for primary prevention?") == "dose"
+    answer = starter_agent.ask(question)
+    assert "enalapril" in answer.sentences[0].text, answer.answer
