@@ -162,7 +162,9 @@ def last_sentence(question: str) -> str:
 
 
 # Doses counted are doses given, not a dose asked for: "not responding to 2 doses of IM adrenaline - what now?"
-_COUNTED_DOSES = re.compile(r"\b(?:\d+|two|three|four|both|several|repeated|multiple)\s+(?:\w+\s+){0,2}doses\b")
+# ... and so are doses missed: "I missed my rivaroxaban dose yesterday evening, what now?" led with its dose table.
+_COUNTED_DOSES = re.compile(r"\b(?:\d+|two|three|four|both|several|repeated|multiple)\s+(?:\w+\s+){0,2}doses\b|"
+                            r"\b(?:missed|forgot|forgotten|skipped)\s+(?:\w+\s+){0,2}doses?\b")
 
 
 # A dose the question states after a drug's name ("sertraline 100 mg", "metformin 1 g bd"): what the patient is on.
@@ -646,7 +648,9 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
     """(1 where a unit is about the drug the question names, True where it is about another drug).
 
     The most specific mention decides: the unit's own text, then the sentences before it in its
-    paragraph, then its heading ("eGFR 30–44: review the dose" under "Metformin › Dose" is metformin's).
+    paragraph, then its heading ("eGFR 30–44: review the dose" under "Metformin › Dose" is metformin's), the section
+    before the note's title: in "Levothyroxine and oral corticosteroids › Oral corticosteroids: adverse effects", the
+    steroids' bone protection "with calcium and vitamin D" is no answer to "levothyroxine with my calcium tablets?".
     A class counts for its members, both ways. A unit that names only other drugs is about them, unless it
     sits in the asked drug's own note and names none of its siblings: "diuretics help little" in the
     calcium-channel blockers' note answers "ankles swollen on amlodipine, would a water tablet help?"."""
@@ -655,7 +659,8 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
     if not asked:
         return hits, wrong
     for i, unit in enumerate(candidates):
-        specific, heading = drugs_named(unit.text) or drugs_named(unit.context), drugs_named(unit.about)
+        specific = drugs_named(unit.text) or drugs_named(unit.context)
+        heading = drugs_named(unit.about.split(" › ")[-1]) or drugs_named(unit.about)  # the section's drug first
         if _relates(asked, specific) or not specific and _relates(asked, heading):
             hits[i] = 1.0
         elif specific:

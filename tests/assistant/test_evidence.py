@@ -801,3 +801,16 @@ def test_which_member_of_a_class_is_ok_asks_for_a_drug(starter_agent):
     assert question_type("Which statin dose for primary prevention?") == "dose"
     answer = starter_agent.ask(question)
     assert "enalapril" in answer.sentences[0].text, answer.answer
+
+
+def test_a_missed_dose_is_no_dose_question(starter_agent):
+    assert question_type("I missed my rivaroxaban dose yesterday evening, what now?") != "dose"
+    answer = starter_agent.ask("I missed my rivaroxaban dose yesterday evening, what now?")
+    assert "Missed dose" in answer.sentences[0].text, answer.answer
+
+
+def test_a_sections_own_drug_outranks_the_notes_title(starter_agent):
+    # The note is titled "Levothyroxine and oral corticosteroids"; its steroid section is not about levothyroxine.
+    answer = starter_agent.ask("can i take my levothyroxine with my calcium tablets")
+    assert "separate by at least 4 hours" in answer.sentences[0].text, answer.answer
+    assert "bone protection" not in answer.answer, answer.answer
