@@ -770,16 +770,23 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     assert "no bleeding" not in quotes[0].text, [q.text for q in quotes]
 
 
-def test_a_decimal_value_shares_no_digit_with_the_notes_numbers(starter_agent):
-    # "lactate 4.2" once shared "2" with "above 2 mmol/L is abnormal", and that line led the answer to the dose asked.
-    answer = starter_agent.ask("Fever, HR 125, lactate 4.2 - how much fluid?")
-    assert "30 mL/kg" in answer.sentences[0].text, answer.answer
-
-
-def test_a_line_that_states_an_egfr_is_a_threshold(starter_agent):
-    # The SGLT2 note gives the starting floor in words ("down to an eGFR of about 25"), with no unit after the number.
-    answer = starter_agent.ask("Dapagliflozin eGFR cut-off for starting in heart failure?")
-    assert "eGFR of about 25" in answer.sentences[0].text, answer.answer
+@pytest.mark.parametrize("question, lead, not_quoted", [
+    # "lactate 4.2" shared "2" with "above 2 mmol/L is abnormal", and that line led the answer to the amount asked.
+    ("Fever, HR 125, lactate 4.2 - how much fluid?", "30 mL/kg", "above 2 mmol/L is abnormal"),
+    # The SGLT2 note gives the starting floor in words, with no unit after the number.
+    ("Dapagliflozin eGFR cut-off for starting in heart failure?", "eGFR of about 25", None),
+    # A missed dose asks what to do, not a dose: the rivaroxaban dose table led.
+    ("I missed my rivaroxaban dose yesterday evening, what now?", "Missed dose", "Standard: 20 mg"),
+    # The note is titled "Levothyroxine and oral corticosteroids"; its steroid section is not about levothyroxine.
+    ("can i take my levothyroxine with my calcium tablets", "separate by at least 4 hours", "bone protection"),
+    # "Which ACE inhibitor is ok to take?" asks for a drug of the class, not whether the class is allowed.
+    ("i'm breastfeeding my 2 month old and my blood pressure is still high, which ace inhibitor is ok to take?",
+     "enalapril", "Never combine an ACE inhibitor with an ARB"),
+])
+def test_the_answer_leads_with_the_line_that_answers(starter_agent, question, lead, not_quoted):
+    answer = starter_agent.ask(question)
+    assert lead in answer.sentences[0].text, answer.answer
+    assert not not_quoted or not_quoted not in answer.answer, answer.answer
 
 
 def test_a_dose_the_patient_is_on_is_history_unless_the_question_turns_on_it(starter_agent):
@@ -789,28 +796,12 @@ def test_a_dose_the_patient_is_on_is_history_unless_the_question_turns_on_it(sta
         assert without_stated_doses(kept) == kept
     answer = starter_agent.ask("68yo on bisoprolol and ramipril, new ankle swelling after starting amlodipine 10 mg. "
                                "Options?")
-    assert answer.sentences[0].citations and "Calcium-channel blockers" in answer.sentences[0].text, answer.answer
+    assert "Calcium-channel blockers" in answer.sentences[0].text, answer.answer
     assert "ankle" in answer.answer.lower() and "Bisoprolol:" not in answer.answer, answer.answer
 
 
-def test_which_member_of_a_class_is_ok_asks_for_a_drug(starter_agent):
-    question = ("i'm breastfeeding my 2 month old and my blood pressure is still high, which ace inhibitor is ok to "
-                "take?")
-    assert question_type(question) == "first_line"
+def test_question_types_of_which_member_and_missed_doses():
+    assert question_type("which ace inhibitor is ok to take while breastfeeding?") == "first_line"
     assert question_type("Is ramipril ok to take in pregnancy?") == "contraindication"
     assert question_type("Which statin dose for primary prevention?") == "dose"
-    answer = starter_agent.ask(question)
-    assert "enalapril" in answer.sentences[0].text, answer.answer
-
-
-def test_a_missed_dose_is_no_dose_question(starter_agent):
     assert question_type("I missed my rivaroxaban dose yesterday evening, what now?") != "dose"
-    answer = starter_agent.ask("I missed my rivaroxaban dose yesterday evening, what now?")
-    assert "Missed dose" in answer.sentences[0].text, answer.answer
-
-
-def test_a_sections_own_drug_outranks_the_notes_title(starter_agent):
-    # The note is titled "Levothyroxine and oral corticosteroids"; its steroid section is not about levothyroxine.
-    answer = starter_agent.ask("can i take my levothyroxine with my calcium tablets")
-    assert "separate by at least 4 hours" in answer.sentences[0].text, answer.answer
-    assert "bone protection" not in answer.answer, answer.answer
