@@ -254,6 +254,12 @@ _CONDITION = re.compile(r"[\s-]+(?:overdoses?|toxicity|poisoning|withdrawal)\b",
 _WHICH_CLASS = re.compile(rf"\b(?:which|what)\s+(?:{'|'.join(words for words, _ in DRUG_CLASSES.values())})\b", re.I)
 
 
+# The router counts "inhaler" among its drug words (it points to the medication notes); to the reader it is a device, as
+# "tablets" is a form: "my inhaler makes my voice hoarse" names no drug, and the ICS line that answers it was ruled
+# out as being about another drug than "inhaler".
+_DEVICES = frozenset({"inhaler", "inhalers"})
+
+
 def drugs_named(text: str) -> set[str]:
     """The drugs a text names: each drug's own name, and each drug class by its name in DRUG_CLASSES."""
     classes = {name for name, words in _CLASS_WORDS
@@ -262,7 +268,7 @@ def drugs_named(text: str) -> set[str]:
     for _, words in _CLASS_WORDS:  # "statins" is the class, not a drug called "statins"
         masked = words.sub(" ", masked)
     names = {m.group(0).lower() for pattern in (_DRUG, _MEMBER_NAMES) for m in pattern.finditer(masked)}
-    return classes | {SAME_DRUG.get(name, name) for name in names}
+    return classes | {SAME_DRUG.get(name, name) for name in names if name not in _DEVICES}
 
 
 @lru_cache(maxsize=4096)  # called for every asked drug x named drug x unit while reading
@@ -547,10 +553,13 @@ _NOT_GIVEN = re.compile(r"\b(?:avoid\w*|never|not|no|contraindicat\w*|stop\w*|in
 
 
 def asks_for_drug(question: str) -> bool:
-    """Whether the question asks which drug to give (see EvidenceReader.features)."""
-    asked, ask = drugs_named(question), last_sentence(question)
+    """Whether the question asks which drug to give (see EvidenceReader.features): its ask says "which drug" or "which
+    ACE inhibitor", or names a drug class and no drug ("first choice vasopressor?"). The ask, not the story: "COPD pt
+    on SABA prn, no steroid-responsive features. Next inhaler step?" names classes, and asks for no drug of them."""
+    ask = last_sentence(question)
+    named = drugs_named(ask)
     return question_type(question) == "first_line" and bool(_WHICH_DRUG.search(ask) or _WHICH_CLASS.search(ask)
-                                                            or asked and asked <= DRUG_CLASSES.keys())
+                                                            or named and named <= DRUG_CLASSES.keys())
 
 
 def _offers_drug(text: str, asked: set[str]) -> bool:

@@ -18,7 +18,8 @@ import pytest
 from assistant.abbreviations import expand
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
-from assistant.evidence import EvidenceReader, about, covers, drugs_named, question_type, units, without_stated_doses
+from assistant.evidence import (EvidenceReader, about, asks_for_drug, covers, drugs_named, question_type, units,
+                                without_stated_doses)
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -782,6 +783,9 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     # "Which ACE inhibitor is ok to take?" asks for a drug of the class, not whether the class is allowed.
     ("i'm breastfeeding my 2 month old and my blood pressure is still high, which ace inhibitor is ok to take?",
      "enalapril", "Never combine an ACE inhibitor with an ARB"),
+    # An inhaler is a device, not a drug: the ICS line was ruled out as about "another drug", and anaphylaxis's
+    # "hoarse voice" led.
+    ("my inhaler makes my voice hoarse, what can I do", "oral thrush and hoarse voice", "Anaphylaxis"),
 ])
 def test_the_answer_leads_with_the_line_that_answers(starter_agent, question, lead, not_quoted):
     answer = starter_agent.ask(question)
@@ -805,3 +809,6 @@ def test_question_types_of_which_member_and_missed_doses():
     assert question_type("Is ramipril ok to take in pregnancy?") == "contraindication"
     assert question_type("Which statin dose for primary prevention?") == "dose"
     assert question_type("I missed my rivaroxaban dose yesterday evening, what now?") != "dose"
+    # Which drug to give: asked by the ask, not by the classes the story names.
+    assert asks_for_drug("Septic shock after fluids: first choice vasopressor?")
+    assert not asks_for_drug("COPD pt on SABA prn, no steroid-responsive features. Next inhaler step?")
