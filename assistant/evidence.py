@@ -67,7 +67,8 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
              r"how many puffs)\b",
              r"\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|µg|units?|ml|mmol|mg/kg|units/kg)\b"),
     "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when|"
-                 r"how much longer|how (?:soon|quickly|fast))\b",
+                 r"how much longer|how (?:soon|quickly|fast)|"  # "when to stop it" before a procedure asks how long
+                 r"when (?:to|should|do|does|must|can) (?:\w+ ){0,3}(?:stop|restart|resume|pause|hold|withhold)\w*)\b",
                  r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|months?|years?)\b"),
     "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drugs?|antibiotics?|medicines?|"
                    r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"

@@ -786,6 +786,8 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     # An inhaler is a device, not a drug: the ICS line was ruled out as about "another drug", and anaphylaxis's
     # "hoarse voice" led.
     ("my inhaler makes my voice hoarse, what can I do", "oral thrush and hoarse voice", "Anaphylaxis"),
+    # "When to stop" before a procedure asks how long before: "Major bleeding: Stop the drug" led, for its "stop".
+    ("Patient on apixaban needs a dental extraction - when to stop it?", "24 hours before", "Major bleeding"),
 ])
 def test_the_answer_leads_with_the_line_that_answers(starter_agent, question, lead, not_quoted):
     answer = starter_agent.ask(question)
