@@ -169,7 +169,7 @@ _COUNTED_DOSES = re.compile(r"\b(?:\d+|two|three|four|both|several|repeated|mult
 
 
 # A dose the question states after a drug's name ("sertraline 100 mg", "metformin 1 g bd"): what the patient is on.
-_STATED_DOSE = re.compile(rf"(?<=[a-z])\s+\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|units?)\b"
+_STATED_DOSE = re.compile(r"(?<=[a-z])\s+\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|units?)\b"
                           r"(?:\s*(?:od|bd|tds|qds|once daily|twice daily|daily|a day|nocte|mane|weekly)\b)?", re.I)
 
 
