@@ -131,7 +131,8 @@ class Agent:
 
         if use_rag:
             t = time.perf_counter()
-            asked = without_stated_doses(self._respelled(question))  # "diltiazam" is diltiazem
+            # "diltiazam" is diltiazem, and a dose the patient is on ("amlodipine 10 mg") is no dose asked
+            asked = without_stated_doses(self._respelled(question))
             searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
             drugs = drugs_named(asked) - set(DRUG_CLASSES)  # as asked: "co-codamol" spelled out names two
             spelled = expand(asked, lambda short: short in NOT_TOPICS)  # the notes' own shorthand too: _retrieve

@@ -388,6 +388,15 @@ def _antecedent(unit: Unit, candidates: list[Unit]) -> Unit | None:
     return next((u for u in candidates if u.n == unit.n and unit.context.endswith(u.text)), None)
 
 
+def _quoted(unit: Unit, candidates: list[Unit], score: float) -> tuple[Quote, list[str]]:
+    """A unit as it is quoted, with the sentence it points back to and the figure after it (_antecedent,
+    _figure_after), and the sentences the quote holds."""
+    following, before = _figure_after(unit, candidates), _antecedent(unit, candidates)
+    text = _with_figure(unit, following)
+    quote = Quote(unit.n, f"{before.text} {text}" if before else text, unit.about, round(float(score), 4))
+    return quote, [u.text for u in (before, unit, following) if u is not None]
+
+
 def _with_figure(unit: Unit, following: Unit | None) -> str:
     """The quote's text, followed by the sentence `_figure_after` found for it."""
     if following is None:
@@ -471,13 +480,10 @@ class EvidenceReader:
             if chosen and other_note and (not _says_subject(asked, rare_words, unit.text)
                                           or scores[i] < best - CLOSE_TO_BEST_OTHER_NOTE):
                 continue
-            following, before = _figure_after(unit, candidates), _antecedent(unit, candidates)
-            parts = [u.text for u in (before, unit, following) if u is not None]
+            quote, parts = _quoted(unit, candidates, scores[i])
             if any(_said(part, said) for part in parts):
                 continue  # each sentence is quoted once, also one that a quote took in after itself
             said += parts
-            text = _with_figure(unit, following)
-            quote = Quote(unit.n, f"{before.text} {text}" if before else text, unit.about, round(float(scores[i]), 4))
             # ... and a quote that says an earlier one and more takes its place: "Rate-limiting calcium-channel
             # blocker: Avoid these when LVEF is reduced." was followed by "...: diltiazem or verapamil. Avoid these
             # when LVEF is reduced."
@@ -495,8 +501,7 @@ class EvidenceReader:
             offered = next((i for i in order if scores[i] >= best - DRUG_LINE_MARGIN and candidates[i].title == lead
                             and _offers_drug(candidates[i].text, asked)), None)
             if offered is not None:
-                unit = candidates[offered]
-                chosen = chosen[:limit - 1] + [Quote(unit.n, unit.text, unit.about, round(float(scores[offered]), 4))]
+                chosen = chosen[:limit - 1] + [_quoted(candidates[offered], candidates, scores[offered])[0]]
         return chosen
 
     @staticmethod
