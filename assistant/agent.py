@@ -13,7 +13,7 @@ from typing import Callable
 
 from assistant.abbreviations import NOT_TOPICS, expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers,
+from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, with_classes,
                                 drugs_named, holds, last_sentence, names_topic, without_stated_doses)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
@@ -136,7 +136,11 @@ class Agent:
             searched = expand(asked, self._spoken)  # "DCCV" finds "cardioversion"
             drugs = drugs_named(asked) - set(DRUG_CLASSES)  # as asked: "co-codamol" spelled out names two
             spelled = expand(asked, lambda short: short in NOT_TOPICS)  # the notes' own shorthand too: _retrieve
-            passages, relevance = self._retrieve(searched, routed, k or self.k, drugs, spelled)
+            if len(drugs) == 1:  # one drug is searched with its class (with_classes); two are searched together
+                searched_as, spelled = with_classes(searched), with_classes(spelled)
+            else:
+                searched_as = searched
+            passages, relevance = self._retrieve(searched_as, routed, k or self.k, drugs, spelled)
             timings["retrieve_s"] = time.perf_counter() - t
             answer.citations = [Citation(n, p.chunk.doc_id, p.chunk.title, p.chunk.source, p.chunk.section,
                                          p.chunk.page, p.chunk.text, round(p.score, 5),
@@ -225,7 +229,8 @@ class Agent:
         well. How long should we keep him in?" found only the dose table, the story's words outweighing the ask's.
         One that names two drugs or more (`drugs`, by name, not by class) is searched once more by their names: "pt
         on bisoprolol now in SVT - ok to give IV verapamil?" found the notes on each drug's doses and on SVT's rate
-        control, not the beta-blocker note's line that IV verapamil must never be given to someone beta-blocked.
+        control, not the beta-blocker note's line that IV verapamil must never be given to someone beta-blocked. A
+        question naming one drug comes here with the drug's class after it (`with_classes`).
         `spelled`, the question with the shorthand the notes use spelled out as well, is searched too: BM25 matches
         the notes' "HFrEF" as written, but MiniLM knows few abbreviations. "Wells score 5 for PE - next step?" had a
         dense similarity of 0.35 as written (below the relevance floor) and 0.65 with "pulmonary embolism"; "Suspected

@@ -272,6 +272,25 @@ def drugs_named(text: str) -> set[str]:
     return classes | {SAME_DRUG.get(name, name) for name in names if name not in _DEVICES}
 
 
+# A class that names what a drug is used for, not what it is: adrenaline in anaphylaxis is no vasopressor.
+ROLE_CLASSES = frozenset({"vasopressor"})
+
+
+def with_classes(text: str) -> str:
+    """The text with each drug of a class followed by its classes, once each: "bisoprolol (beta-blocker)". The
+    notes often speak of a class, not its members: "Asthma: avoid non-selective agents" in the beta-blocker note
+    names no bisoprolol, so "Bisoprolol in a patient with asthma?" found only the asthma notes."""
+    said = drugs_named(text)
+
+    def annotate(match: re.Match) -> str:
+        drug = SAME_DRUG.get(match.group(0).lower(), match.group(0).lower())
+        classes = sorted(_classes_of(drug) - said - ROLE_CLASSES - {drug})
+        said.update(classes)
+        return f"{match.group(0)} ({', '.join(classes)})" if classes else match.group(0)
+
+    return _MEMBER_NAMES.sub(annotate, text)
+
+
 @lru_cache(maxsize=4096)  # called for every asked drug x named drug x unit while reading
 def _classes_of(drug: str) -> frozenset[str]:
     return frozenset({drug} if drug in DRUG_CLASSES else

@@ -19,7 +19,7 @@ from assistant.abbreviations import expand
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
 from assistant.evidence import (EvidenceReader, about, asks_for_drug, covers, drugs_named, question_type, units,
-                                without_stated_doses)
+                                with_classes, without_stated_doses)
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -814,3 +814,17 @@ def test_question_types_of_which_member_and_missed_doses():
     # Which drug to give: asked by the ask, not by the classes the story names.
     assert asks_for_drug("Septic shock after fluids: first choice vasopressor?")
     assert not asks_for_drug("COPD pt on SABA prn, no steroid-responsive features. Next inhaler step?")
+
+
+def test_a_drug_is_searched_with_its_class(starter_agent):
+    assert with_classes("Is prasugrel an option?") == "Is prasugrel (antiplatelet) an option?"
+    # A class the question names is not said again, and adrenaline is no vasopressor in anaphylaxis.
+    assert with_classes("Atenolol or another beta-blocker?") == "Atenolol or another beta-blocker?"
+    assert with_classes("IM adrenaline dose?") == "IM adrenaline dose?"
+    # "Asthma: avoid non-selective agents" names no bisoprolol: only the asthma notes were found, and a line on the
+    # severity of an acute attack led.
+    answer = starter_agent.ask("Bisoprolol in a patient with asthma - is it safe?")
+    assert answer.sentences[0].text.startswith("Beta-blockers › Who should not take them: Asthma"), answer.answer
+    # The contraindication sits in the antiplatelet note's list, which names prasugrel and no ACS or PCI.
+    answer = starter_agent.ask("NSTEMI going for PCI, had a TIA two years ago. Is prasugrel an option?")
+    assert "Prasugrel: previous stroke or TIA" in answer.sentences[0].text, answer.answer
