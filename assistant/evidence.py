@@ -74,7 +74,8 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                    r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"
                    r"treatment of choice|empiric\w*|what to give|what should (?:i|we) give|next (?:step|inhaler|drug|"
                    r"treatment|line)|first(?=\s*(?:[?.,!]|$))|first (?:treatment|step|drug)|reverse\w*|"
-                   r"most effective|best evidence|works? best|prefer(?:s|red)?|what(?:'s| is)? next)\b",
+                   r"most effective|best evidence|works? best|prefer(?:s|red)?|what(?:'s| is)? next|alternatives?|"
+                   r"instead|or something else)\b",
                    r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
                    r"step 1|usual choice|most effective)\b"),
     "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*)\b",
@@ -103,11 +104,19 @@ _DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a
 _WHICH_DRUG = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:drugs?|antibiotics?|medicines?|medications?|agents?|"
                          r"inhalers?|class|vasopressors?|anticoagulants?|antidepressants?|statins?)\b|"
                          r"\bempiric\w* (?:antibiotics?|treatment)|\bfirst (?:drug|medicine)\b|"
-                         r"\bwhat (?:do|should|would|can) (?:i|we|you) give\b", re.I)
-# The reader's drugs: the router's names, and the IV calcium salts, which protect the heart in hyperkalaemia
-# ("K+ 7.1 with broad QRS - first drug to give?" quoted the ECG changes, for no line offered a drug). They are
-# not in the router's list, whose fitted weights count drug names.
-_DRUG = re.compile(rf"{DRUG_STEMS}|{DRUG_NAMES}|\bcalcium (?:gluconate|chloride)\b", re.I)
+                         r"\bwhat (?:do|should|would|can) (?:i|we|you) give\b|\b(?:alternatives?|instead|or something else)\b",
+                         re.I)
+# The reader's drugs: the router's names, the members of DRUG_CLASSES, the IV calcium salts, which protect the
+# heart in hyperkalaemia ("K+ 7.1 with broad QRS - first drug to give?" quoted the ECG changes, for no line offered
+# a drug), and the other drugs the starter notes name (a drug the reader does not know is no subject: "gliclazide
+# for someone who drives?" quoted the opioid note's driving advice). They are not in the router's list, whose
+# fitted weights count drug names.
+NOTE_DRUGS = ("acetylcysteine|alfentanil|amikacin|amiloride|aminophylline|amphotericin|azathioprine|carbamazepine|"
+              "ciclosporin|clonidine|colestyramine|cyclophosphamide|dacarbazine|dronedarone|etoposide|"
+              "fesoterodine|flecainide|gemfibrozil|glargine|glulisine|hydroxycarbamide|ivabradine|macrogol|mannitol|"
+              "methenamine|naloxegol|pethidine|phenytoin|pioglitazone|pivmecillinam|procarbazine|rifampicin|"
+              "sacubitril|solifenacin|sucralfate|theophylline|tolterodine|varenicline|vinblastine|vincristine")
+_DRUG = re.compile(rf"{DRUG_STEMS}|{DRUG_NAMES}|\bcalcium (?:gluconate|chloride)\b|\b(?:{NOTE_DRUGS})\b", re.I)
 # A value the question gives (eGFR 25, FEV1 45%, potassium 5.8, "score of 3") and the band or threshold of a unit
 # that holds it ("CrCl 15–29", "GOLD 3 (severe): 30–49%", "above 5.5 mmol/L", "3 or more"): what a clinician
 # reads first in a table of bands. Not a number inside a name ("SGLT2", "GLP-1", "CHA2DS2").
@@ -212,7 +221,7 @@ DRUG_CLASSES = {
     "anticoagulant": (r"anticoagulants?|blood thinners?", r"\w+xaban|dabigatran|warfarin|\w*heparin|enoxaparin"),
     "doac": (r"doacs?|noacs?|direct oral anticoagulants?", r"\w+xaban|dabigatran"),
     "antiplatelet": (r"antiplatelets?", r"aspirin|clopidogrel|ticagrelor|prasugrel"),
-    "beta-blocker": (r"beta[- ]?blockers?", r"\w+olol"),
+    "beta-blocker": (r"beta[- ]?blockers?", r"\w+[oai]lol"),
     "calcium-channel blocker": (r"calcium[- ]channel blockers?|ccbs?|dihydropyridines?", r"\w+dipine|verapamil|diltiazem"),
     "ace inhibitor": (r"ace[- ]?inhibitors?", r"\w+pril"),
     "arb": (r"arbs?|angiotensin(?:[- ]ii)? receptor blockers?", r"\w+sartan"),
@@ -230,12 +239,14 @@ DRUG_CLASSES = {
     "diuretic": (r"diuretics?|thiazides?|water tablets?", r"furosemide|bumetanide|indapamide|\w*thiazide|"
                  r"chlortalidone|spironolactone|eplerenone"),
     "corticosteroid": (r"steroids?|corticosteroids?|ics", r"prednisolone|prednisone|hydrocortisone|dexamethasone|"
-                       r"\w+sonide|\w+metasone"),
+                       r"\w+sonide|\w+metasone|\w+casone|methylprednisolone"),
     "laba": (r"labas?|long-acting beta-?2?[- ]agonists?", r"salmeterol|formoterol|vilanterol|olodaterol|indacaterol"),
     "saba": (r"sabas?|short-acting beta-?2?[- ]agonists?", r"salbutamol|terbutaline"),
     "lama": (r"lamas?|long-acting muscarinic antagonists?", r"tiotropium|umeclidinium|glycopyrronium|aclidinium"),
     "vasopressor": (r"vasopressors?|pressors?|inotropes?", r"noradrenaline|norepinephrine|vasopressin|adrenaline|"
                     r"epinephrine|dobutamine|dopamine|metaraminol|phenylephrine"),
+    "sulfonylurea": (r"sulfonylureas?|sulphonylureas?", r"gliclazide|glimepiride|glipizide|glibenclamide"),
+    "dpp-4 inhibitor": (r"dpp-?4 inhibitors?|gliptins?", r"\w+gliptin"),
     "antibiotic": (r"antibiotics?", r"\w+cillin|\w+mycin|\w+floxacin|\w+cycline|nitrofurantoin|trimethoprim|"
                    r"cef\w+|co-amoxiclav|clarithromycin"),
 }

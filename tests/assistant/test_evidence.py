@@ -828,3 +828,17 @@ def test_a_drug_is_searched_with_its_class(starter_agent):
     # The contraindication sits in the antiplatelet note's list, which names prasugrel and no ACS or PCI.
     answer = starter_agent.ask("NSTEMI going for PCI, had a TIA two years ago. Is prasugrel an option?")
     assert "Prasugrel: previous stroke or TIA" in answer.sentences[0].text, answer.answer
+
+
+def test_the_drugs_the_notes_name_are_drugs_and_an_alternative_asks_for_one(starter_agent):
+    assert drugs_named("gliclazide, sotalol, fluticasone and flecainide") == {"gliclazide", "sotalol", "fluticasone",
+                                                                             "flecainide"}
+    assert covers("Sulfonylureas: hypoglycaemia", "gliclazide") and covers("DPP-4 inhibitors", "sitagliptin")
+    # As no drug, gliclazide was no subject, and the opioid note's "Do not drive if drowsy" was quoted for it.
+    answer = starter_agent.ask("Can I give gliclazide to someone who drives for a living?")
+    assert "Opioid" not in answer.answer and "Sulfonylureas" in answer.answer, answer.answer
+    # "... or something else?" asks for another drug.
+    question = ("Want to chemically cardiovert a patient with AF who has significant structural heart disease - "
+                "flecainide or something else?")
+    assert question_type(question) == "first_line" and asks_for_drug(question)
+    assert "amiodarone" in starter_agent.ask(question).sentences[0].text, question
