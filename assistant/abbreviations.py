@@ -59,6 +59,12 @@ ABBREVIATIONS = {
     # Scores and names written without their hyphen, in any case: the notes write "PHQ-9", and "PHQ9" matches none
     # of their words.
     "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",
+    # Scores, by what they measure: MiniLM does not know their names, and "CURB-65 of 2?" as written was under the
+    # relevance floor (dense similarity 0.27).
+    "curb-65": "pneumonia severity score", "crb-65": "pneumonia severity score", "nihss": "stroke severity scale",
+    "cha2ds2-vasc": "stroke risk score in atrial fibrillation", "has-bled": "bleeding risk score",
+    "qsofa": "quick sepsis score", "news2": "early warning score", "phq-9": "depression questionnaire score",
+    "abcd2": "stroke risk score after TIA",
     # Compound preparations, named by what they hold: "co-codamol" is in no note, codeine and paracetamol are.
     "K+": "potassium", "co-codamol": "codeine with paracetamol", "co-dydramol": "dihydrocodeine with paracetamol",
     # Drugs as the ward says them: cut short, or by brand. A brand is in no note, and "Entresto target dose?" was

@@ -11,7 +11,8 @@ assistant used to answer "apixaban dose at eGFR 25?" with the metformin note's e
 2. Each unit is scored against the question with dense similarity (MiniLM, the index's embedder)
    and lexical overlap (IDF-weighted stems) of the question with the unit *and its heading*, plus a
    bonus when the unit has what the question's type asks for (a dose has a number and a unit; a
-   duration has days or weeks; a contraindication says avoid or do not), and a smaller one when the unit
+   duration has days or weeks; when to stop before a procedure has hours or days before it; a contraindication
+   says avoid or do not), and a smaller one when the unit
    states the band or threshold that holds a value the question gives ("eGFR 38" -> "eGFR 30–44: ..."); a
    unit that negates what the question states ("unconscious" for a conscious patient) scores lower.
 3. The question's subject decides what may be quoted at all: when the question names a drug, a unit
@@ -66,9 +67,12 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
     "dose": (r"\b(?:doses?|dosing|dosage|how much(?! longer)|mg|strength|loading|regimen|(?:what|infusion) rate|"
              r"how many puffs)\b",
              r"\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|µg|units?|ml|mmol|mg/kg|units/kg)\b"),
+    # "When to stop it?" before a procedure asks how long before: "Major bleeding: Stop the drug" led, for its "stop",
+    # and "apixaban starts at 10 mg twice daily for 7 days" for its duration.
+    "timing": (r"\bwhen (?:to|should|do|does|must|can) (?:\w+ ){0,3}(?:stop|restart|resume|pause|hold|withhold)\w*\b",
+               r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?)\s+(?:before|after)\b"),
     "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when|"
-                 r"how much longer|how (?:soon|quickly|fast)|"  # "when to stop it" before a procedure asks how long
-                 r"when (?:to|should|do|does|must|can) (?:\w+ ){0,3}(?:stop|restart|resume|pause|hold|withhold)\w*)\b",
+                 r"how much longer|how (?:soon|quickly|fast))\b",
                  r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|months?|years?)\b"),
     "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drugs?|antibiotics?|medicines?|"
                    r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"
@@ -87,7 +91,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                          r"unsafe|stop\w*|never|must not)\b"),
     "score": (r"\b(?:scores?|scoring|points?|curb-?65|crb-?65|cha2ds2|wells|has-bled|news2?|qsofa|grade|how severe|"
               r"what stage)\b",
-              r"\b(?:scores?|points?)\b"),
+              r"\b(?:scores?|points?)\b|\d+\s*(?:–|-|to)\s*\d+\s*:"),  # or a band of scores: "15–19: moderately severe"
     "test_or_threshold": (r"\b(?:threshold|cut-?off|level|diagnos\w*|criteria|tests?|confirm\w*|target|"
                           r"investigat\w*|when (?:is|does)|above|below|count as|mild, moderate|stage)\b",
                           r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
@@ -706,7 +710,9 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
     for i, unit in enumerate(candidates):
         specific = drugs_named(unit.text) or drugs_named(unit.context)
         heading = drugs_named(unit.about.split(" › ")[-1]) or drugs_named(unit.about)  # the section's drug first
-        if _relates(asked, specific) or not specific and _relates(asked, heading):
+        interactions = "interact" in f"{unit.about} {unit.text[:40]}".lower()  # names the drugs it interacts with
+        if _relates(asked, specific) or (not specific or interactions and not _siblings(asked, specific)) \
+                and _relates(asked, heading):
             hits[i] = 1.0
         elif specific:
             wrong[i] = _siblings(asked, specific) or not _relates(asked, heading)

@@ -786,8 +786,13 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     # An inhaler is a device, not a drug: the ICS line was ruled out as about "another drug", and anaphylaxis's
     # "hoarse voice" led.
     ("my inhaler makes my voice hoarse, what can I do", "oral thrush and hoarse voice", "Anaphylaxis"),
-    # "When to stop" before a procedure asks how long before: "Major bleeding: Stop the drug" led, for its "stop".
-    ("Patient on apixaban needs a dental extraction - when to stop it?", "24 hours before", "Major bleeding"),
+    # "When to stop" before a procedure asks how long before: "Major bleeding: Stop the drug" led, for its "stop", and
+    # then "apixaban starts at 10 mg twice daily for 7 days", for its duration.
+    ("Patient on apixaban needs a dental extraction - when to stop it?", "24 hours before", "for 7 days"),
+    # A score is answered by its band, which need not say "score": "A score of 10 or more" led.
+    ("PHQ-9 score of 17 - how severe?", "15–19: moderately severe", None),
+    # MiniLM does not know the score's name: as written, the question was under the relevance floor and refused.
+    ("CURB-65 of 2?", "Score 2: moderate", None),
 ])
 def test_the_answer_leads_with_the_line_that_answers(starter_agent, question, lead, not_quoted):
     answer = starter_agent.ask(question)
@@ -811,6 +816,7 @@ def test_question_types_of_which_member_and_missed_doses():
     assert question_type("Is ramipril ok to take in pregnancy?") == "contraindication"
     assert question_type("Which statin dose for primary prevention?") == "dose"
     assert question_type("I missed my rivaroxaban dose yesterday evening, what now?") != "dose"
+    assert question_type("On apixaban, dental extraction next week - when should it be stopped?") == "timing"
     # Which drug to give: asked by the ask, not by the classes the story names.
     assert asks_for_drug("Septic shock after fluids: first choice vasopressor?")
     assert not asks_for_drug("COPD pt on SABA prn, no steroid-responsive features. Next inhaler step?")
