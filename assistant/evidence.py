@@ -92,8 +92,13 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
     "score": (r"\b(?:scores?|scoring|points?|curb-?65|crb-?65|cha2ds2|wells|has-bled|news2?|qsofa|grade|how severe|"
               r"what stage)\b",
               r"\b(?:scores?|points?)\b|\d+\s*(?:–|-|to)\s*\d+\s*:"),  # or a band of scores: "15–19: moderately severe"
-    "test_or_threshold": (r"\b(?:threshold|cut-?off|level|diagnos\w*|criteria|tests?|confirm\w*|target|"
-                          r"investigat\w*|when (?:is|does)|above|below|count as|mild, moderate|stage)\b",
+    # A threshold asked for is a number: every line of a diagnosis note has the look below, by its title.
+    "threshold": (r"\b(?:threshold|cut-?off|level|target|above|below|count as|mild, moderate)\b",
+                  r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
+                  r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min|ppb)|\bor more\b|\btargets? \d|"
+                  r"\b(?:egfr|crcl)\b\D{0,20}\d"),
+    "test_or_threshold": (r"\b(?:diagnos\w*|criteria|tests?|confirm\w*|"
+                          r"investigat\w*|when (?:is|does)|stage)\b",
                           r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
                           r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min)|\bor more\b|\bconfirm\w*|\bdiagnos\w*|"
                           r"\btargets? \d|\b(?:egfr|crcl)\b\D{0,20}\d"),  # "started down to an eGFR of about 25"

@@ -793,6 +793,9 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     ("PHQ-9 score of 17 - how severe?", "15–19: moderately severe", None),
     # MiniLM does not know the score's name: as written, the question was under the relevance floor and refused.
     ("CURB-65 of 2?", "Score 2: moderate", None),
+    # A threshold asked for is a number: every line of the asthma diagnosis note looked like one, by its title.
+    ("FeNO cut-off for asthma in adults?", "≥40 ppb", None),
+    ("Target BP for an 82-year-old with hypertension?", "150/90 mmHg at 80 or over", None),
 ])
 def test_the_answer_leads_with_the_line_that_answers(starter_agent, question, lead, not_quoted):
     answer = starter_agent.ask(question)
