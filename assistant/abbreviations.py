@@ -124,3 +124,9 @@ def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -
         return f"{short} ({meaning})" if keep_short else meaning
 
     return _PATTERN.sub(spell, _POTASSIUM.sub("K+", question))
+
+
+def meanings(text: str) -> dict[str, str]:
+    """Each known abbreviation the text uses, with its meaning: {"BP": "blood pressure"}."""
+    return {m.group(1): ABBREVIATIONS.get(m.group(1)) or ABBREVIATIONS[_LOWER[m.group(1).lower()]]
+            for m in _PATTERN.finditer(text)}

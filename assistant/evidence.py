@@ -32,7 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from assistant.abbreviations import expand
+from assistant.abbreviations import expand, meanings
 from assistant.grounding import split_sentences
 from assistant.router import DRUG_NAMES, DRUG_STEMS
 from corpus.chunking import LIST_MARK, TABLE_RULE, indent_of, leads_a_list
@@ -756,6 +756,11 @@ def _lexical(question: str, contexts: list[str], covered: list[str] | None = Non
     if not asked:
         return np.zeros(len(contexts))
     held = [set(_terms(c)) for c in contexts]
+    # An abbreviation the question uses is held by a unit that spells it out: "BP threshold before alteplase?" and
+    # "Blood pressure: must be below 185/110 mmHg".
+    spelled = [(term, set(_terms(meaning))) for short, meaning in meanings(question).items()
+               for term in _terms(short)[:1] if _terms(meaning)]
+    held = [h | {term for term, words in spelled if words <= h} for h in held]
     count = len(contexts)
     idf = {t: math.log(1 + count / (1 + sum(t in h for h in held))) for t in asked}
     total = sum(idf.values())

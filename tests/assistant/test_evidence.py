@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from assistant.abbreviations import expand
+from assistant.abbreviations import expand, meanings
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
 from assistant.evidence import (EvidenceReader, about, asks_for_drug, covers, drugs_named, question_type, units,
@@ -851,3 +851,12 @@ def test_the_drugs_the_notes_name_are_drugs_and_an_alternative_asks_for_one(star
                 "flecainide or something else?")
     assert question_type(question) == "first_line" and asks_for_drug(question)
     assert "amiodarone" in starter_agent.ask(question).sentences[0].text, question
+
+
+def test_a_line_that_spells_out_the_questions_abbreviation_shares_it(starter_agent):
+    assert meanings("BP 150/90 in AF, on a DOAC") == {"BP": "blood pressure", "AF": "atrial fibrillation",
+                                                     "DOAC": "direct oral anticoagulant"}
+    # The classification lines' heading spells out "Atrial fibrillation"; only the Holter line writes "AF", and it
+    # led for that word.
+    answer = starter_agent.ask("AF continuous for 10 days - is that paroxysmal or persistent?")
+    assert "Atrial fibrillation — diagnosis › Classification" in answer.sentences[0].text, answer.answer
