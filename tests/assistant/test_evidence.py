@@ -484,8 +484,8 @@ def test_the_last_sentence_of_a_story_is_searched_on_its_own_too(starter_agent):
 def test_a_line_that_negates_what_the_question_states_does_not_lead(starter_agent):
     # "If the person is unconscious, fitting or cannot swallow: Nothing by mouth." led this answer.
     answer = starter_agent.ask("Hypo in a conscious patient who can swallow - what do I give?")
-    assert "If the person can swallow" in answer.sentences[0].text and "Nothing by mouth" not in answer.answer, (
-        answer.answer)
+    assert re.search(r"If the person (?:can swallow|is conscious)", answer.sentences[0].text), answer.answer
+    assert "Nothing by mouth" not in answer.answer, answer.answer
     # ... but a line that negates the drug asked about is its answer, not a contradiction.
     answer = starter_agent.ask("Is codeine all right for a breastfeeding mother's pain?")
     assert "short courses at the lowest dose (not codeine)" in answer.answer, answer.answer
@@ -860,3 +860,10 @@ def test_a_line_that_spells_out_the_questions_abbreviation_shares_it(starter_age
     # led for that word.
     answer = starter_agent.ask("AF continuous for 10 days - is that paroxysmal or persistent?")
     assert "Atrial fibrillation — diagnosis › Classification" in answer.sentences[0].text, answer.answer
+
+
+def test_a_note_about_another_condition_than_the_one_asked_about_ranks_lower(starter_agent):
+    # The COPD note's "a large FEV1 response (over 400 mL) points towards asthma" led; the asthma note's
+    # reversibility line answers.
+    answer = starter_agent.ask("Spirometry: what bronchodilator response suggests asthma?")
+    assert answer.sentences[0].text.startswith("Asthma in adults — diagnosis › Spirometry"), answer.answer
