@@ -75,7 +75,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?)\s+(?:before|after)\b"),
     "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when|"
                  r"how much longer|how (?:soon|quickly|fast))\b",
-                 r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|months?|years?)\b"),
+                 r"(?:\d+\s*(?:(?:–|-|to)\s*\d+\s*)?|\b(?:several|a few|few|many) )(?:hours?|days?|weeks?|months?|years?)\b"),
     "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drugs?|antibiotics?|medicines?|"
                    r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"
                    r"treatment of choice|empiric\w*|what to give|what should (?:i|we) give|next (?:step|inhaler|drug|"
@@ -285,10 +285,13 @@ _DEVICES = frozenset({"inhaler", "inhalers"})
 
 def drugs_named(text: str) -> set[str]:
     """The drugs a text names: each drug's own name, and each drug class by its name in DRUG_CLASSES."""
-    classes = {name for name, words in _CLASS_WORDS
-               if any(not _CONDITION.match(text, m.end()) for m in words.finditer(text))}
-    masked = text
-    for _, words in _CLASS_WORDS:  # "statins" is the class, not a drug called "statins"
+    classes, masked = set(), text
+    # A subclass is read first, and its words are no mention of the class above it: "Direct oral anticoagulants" is
+    # the DOAC note, not warfarin's too ("How long does warfarin take to work?" quoted the DOACs' missed doses).
+    # Then "statins" is the class, not a drug called "statins".
+    for name, words in sorted(_CLASS_WORDS, key=lambda item: item[0] not in SUBCLASS):
+        if any(not _CONDITION.match(masked, m.end()) for m in words.finditer(masked)):
+            classes.add(name)
         masked = words.sub(" ", masked)
     names = {m.group(0).lower() for pattern in (_DRUG, _MEMBER_NAMES) for m in pattern.finditer(masked)}
     return classes | {SAME_DRUG.get(name, name) for name in names if name not in _DEVICES}
@@ -743,8 +746,8 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
         if _relates(asked, specific) or (not specific or interactions and not _siblings(asked, specific)) \
                 and _relates(asked, heading):
             hits[i] = 1.0
-        elif specific:
-            wrong[i] = _siblings(asked, specific) or not _relates(asked, heading)
+        elif specific:  # a sibling named in the asked drug's own section is not what it is about ("heparin cover")
+            wrong[i] = _siblings(asked, specific) and not asked & heading or not _relates(asked, heading)
         else:
             wrong[i] = bool(heading)
     return hits, wrong

@@ -560,7 +560,9 @@ def test_a_misspelt_drug_is_read_as_the_drug(starter_agent):
 def test_a_drug_class_speaks_for_its_members_and_siblings_stay_apart(starter_agent):
     assert drugs_named("Verapamil and diltiazem: combining them with a beta-blocker") == {
         "verapamil", "diltiazem", "beta-blocker"}
-    assert drugs_named("Direct oral anticoagulants (DOACs) › Counselling") == {"doac", "anticoagulant"}
+    # The DOAC note is no warfarin note: its title names the subclass, not the anticoagulants at large.
+    assert drugs_named("Direct oral anticoagulants (DOACs) › Counselling") == {"doac"}
+    assert drugs_named("DOACs and other anticoagulants") == {"doac", "anticoagulant"}
     # The interaction is written under "Beta-blockers" and names the class, not bisoprolol; the ramipril line
     # is about another drug altogether.
     interactions = ("- **Verapamil and diltiazem:** combining them with a beta-blocker risks severe bradycardia, AV "
@@ -867,3 +869,11 @@ def test_a_note_about_another_condition_than_the_one_asked_about_ranks_lower(sta
     # reversibility line answers.
     answer = starter_agent.ask("Spirometry: what bronchodilator response suggests asthma?")
     assert answer.sentences[0].text.startswith("Asthma in adults — diagnosis › Spirometry"), answer.answer
+
+
+def test_a_drugs_own_section_may_name_a_sibling_and_a_duration_may_be_several_days(starter_agent):
+    # The DOACs' missed-dose lines answered for warfarin (their title named "anticoagulants"), and warfarin's own line
+    # was never quoted: it names heparin, another anticoagulant, and "several days" had no look of a duration.
+    answer = starter_agent.ask("How long does warfarin take to work?")
+    assert "The full effect takes several days" in answer.sentences[0].text, answer.answer
+    assert "DOAC" not in answer.answer, answer.answer
