@@ -741,7 +741,11 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
         return hits, wrong
     for i, unit in enumerate(candidates):
         specific = drugs_named(unit.text) or drugs_named(unit.context)
-        heading = drugs_named(unit.about.split(" › ")[-1]) or drugs_named(unit.about)  # the section's drug first
+        # The section's drugs first, when they are the note's own: "Oral corticosteroids" in "Levothyroxine and oral
+        # corticosteroids". A section that adds a drug to the note's is about both: "Opioid analgesics › Adverse effects
+        # and naloxone" holds the opioids' constipation lines.
+        section, note = drugs_named(unit.about.split(" › ")[-1]), drugs_named(unit.about.split(" › ")[0])
+        heading = section if section and _relates(section, note) else section | note
         interactions = "interact" in f"{unit.about} {unit.text[:40]}".lower()  # names the drugs it interacts with
         if _relates(asked, specific) or (not specific or interactions and not _siblings(asked, specific)) \
                 and _relates(asked, heading):

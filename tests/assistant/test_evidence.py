@@ -871,9 +871,13 @@ def test_a_note_about_another_condition_than_the_one_asked_about_ranks_lower(sta
     assert answer.sentences[0].text.startswith("Asthma in adults — diagnosis › Spirometry"), answer.answer
 
 
-def test_a_drugs_own_section_may_name_a_sibling_and_a_duration_may_be_several_days(starter_agent):
+def test_what_a_drugs_own_section_is_about(starter_agent):
     # The DOACs' missed-dose lines answered for warfarin (their title named "anticoagulants"), and warfarin's own line
     # was never quoted: it names heparin, another anticoagulant, and "several days" had no look of a duration.
     answer = starter_agent.ask("How long does warfarin take to work?")
     assert "The full effect takes several days" in answer.sentences[0].text, answer.answer
     assert "DOAC" not in answer.answer, answer.answer
+    # "Adverse effects and naloxone" names naloxone, and its constipation lines were read as naloxone's, never quoted
+    # for an opioid question.
+    answer = starter_agent.ask("Constipation on opioids - what to prescribe?")
+    assert "Co-prescribe a laxative" in answer.sentences[0].text, answer.answer
