@@ -89,6 +89,7 @@ ABBREVIATIONS = {
     "heart attack": "myocardial infarction", "mini-stroke": "transient ischaemic attack",
     "mini stroke": "transient ischaemic attack", "high blood pressure": "hypertension",
     "underactive thyroid": "hypothyroidism", "blood clot in the lung": "pulmonary embolism",
+    "sugar": "glucose", "sugars": "glucose", "blood sugar": "blood glucose",
 }
 # Shorthand for how and how often a drug is given, and for the parts of a case note. It names no topic, so the agent's
 # search with the notes' own shorthand spelled out keeps it as written: "Needed two IM adrenaline doses ... how long

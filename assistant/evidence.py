@@ -84,9 +84,11 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                    r"instead|or something else)\b",
                    r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
                    r"step 1|usual choice|most effective)\b"),
-    "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*)\b",
+    "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*|"
+                   r"blood tests?)\b",
                    r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*|"
                    r"after (?:starting|each|any))\b"),
+    "adverse_effect": (r"\b(?:side[- ]effects?|adverse effects?)\b", r"\b(?:side[- ]effects?|adverse effects?)\b"),
     "contraindication": (r"\b(?:contraindicat\w*|avoid\w*|should not|shouldn't|not be (?:given|used)|safe|"
                          r"caution|who (?:should|must) not|when not|stop\w*)\b",
                          r"\b(?:contraindicat\w*|avoid\w*|do not|not (?:be )?(?:used|given)|should not|caution|"

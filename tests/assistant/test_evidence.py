@@ -881,3 +881,14 @@ def test_what_a_drugs_own_section_is_about(starter_agent):
     # for an opioid question.
     answer = starter_agent.ask("Constipation on opioids - what to prescribe?")
     assert "Co-prescribe a laxative" in answer.sentences[0].text, answer.answer
+
+
+def test_a_patients_words_blood_tests_and_side_effects(starter_agent):
+    assert question_type("what are the side effects of metformin") == "adverse_effect"
+    assert question_type("Starting sertraline on a thiazide: what blood test and when?") == "monitoring"
+    # "Sugar" is in no note: the question was refused for it.
+    answer = starter_agent.ask("my sugar is 3.2 and i feel shaky, what do i do")
+    assert not answer.abstained and "Hypoglycaemia" in answer.sentences[0].text, answer.answer
+    # A blood test asked for is monitoring: the citalopram starting dose led (its "over 65" looked like a threshold).
+    answer = starter_agent.ask("Starting sertraline in an 80-year-old on a thiazide: what blood test and when?")
+    assert "Check sodium" in answer.answer, answer.answer
