@@ -71,8 +71,10 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
              r"\d+(?:\.\d+)?\s*(?:mg|g|micrograms?|mcg|µg|units?|ml|mmol|mg/kg|units/kg)\b"),
     # "When to stop it?" before a procedure asks how long before: "Major bleeding: Stop the drug" led, for its "stop",
     # and "apixaban starts at 10 mg twice daily for 7 days" for its duration.
-    "timing": (r"\bwhen (?:to|should|do|does|must|can) (?:\w+ ){0,3}(?:stop|restart|resume|pause|hold|withhold)\w*\b",
-               r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?)\s+(?:before|after)\b"),
+    # ... and "When should I take my levothyroxine?" asks the time of day or meal.
+    "timing": (r"\bwhen (?:to|should|do|does|must|can) (?:\w+ ){0,3}(?:stop|restart|resume|pause|hold|withhold|take)\w*\b",
+               r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|minutes)\s+(?:before|after)\b|"
+               r"\b(?:before|after|with) (?:breakfast|food|meals?)\b|\bat bedtime\b|\bin the (?:morning|evening)\b"),
     "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when|"
                  r"how much longer|how (?:soon|quickly|fast))\b",
                  r"(?:\d+\s*(?:(?:–|-|to)\s*\d+\s*)?|\b(?:several|a few|few|many) )(?:hours?|days?|weeks?|months?|years?)\b"),

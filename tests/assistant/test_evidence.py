@@ -822,6 +822,7 @@ def test_question_types_of_which_member_and_missed_doses():
     assert question_type("Which statin dose for primary prevention?") == "dose"
     assert question_type("I missed my rivaroxaban dose yesterday evening, what now?") != "dose"
     assert question_type("On apixaban, dental extraction next week - when should it be stopped?") == "timing"
+    assert question_type("When do I take my simvastatin?") == "timing"
     # Which drug to give: asked by the ask, not by the classes the story names.
     assert asks_for_drug("Septic shock after fluids: first choice vasopressor?")
     assert not asks_for_drug("COPD pt on SABA prn, no steroid-responsive features. Next inhaler step?")
