@@ -223,9 +223,14 @@ def question_type(question: str) -> str | None:
                  or ("first_line" if which_class else None))
         if found:
             return found
+    # A drug "with a history of" something, and nothing else asked, asks whether it may be given: "Naproxen with a
+    # history of GI bleed?" led with the antiplatelet note's PPI advice over the NSAID contraindication.
+    if _HISTORY.search(question) and drugs_named(question):
+        return "contraindication"
     return None
 
 
+_HISTORY = re.compile(r"\b(?:with|after|has|had) (?:a |an )?(?:history of|previous|past|prior)\b", re.I)
 SAME_DRUG = {"epinephrine": "adrenaline", "norepinephrine": "noradrenaline", "acetaminophen": "paracetamol",
              "albuterol": "salbutamol", "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
 # Drug classes: what a note or sentence calls the class -> the members it covers. A class word names every

@@ -798,6 +798,8 @@ def test_a_line_about_what_the_question_rules_out_is_not_quoted(starter_agent):
     # A threshold asked for is a number: every line of the asthma diagnosis note looked like one, by its title.
     ("FeNO cut-off for asthma in adults?", "≥40 ppb", None),
     ("Target BP for an 82-year-old with hypertension?", "150/90 mmHg at 80 or over", None),
+    # A drug "with a history of" something asks whether it may be given: the antiplatelet note's PPI advice led.
+    ("Naproxen with a history of GI bleed?", "Active or recurrent peptic ulcer or GI bleeding", None),
 ])
 def test_the_answer_leads_with_the_line_that_answers(starter_agent, question, lead, not_quoted):
     answer = starter_agent.ask(question)
@@ -823,6 +825,8 @@ def test_question_types_of_which_member_and_missed_doses():
     assert question_type("I missed my rivaroxaban dose yesterday evening, what now?") != "dose"
     assert question_type("On apixaban, dental extraction next week - when should it be stopped?") == "timing"
     assert question_type("When do I take my simvastatin?") == "timing"
+    assert question_type("Naproxen with a history of GI bleed?") == "contraindication"
+    assert question_type("Chest pain with a history of MI: which test?") != "contraindication"  # no drug named
     # Which drug to give: asked by the ask, not by the classes the story names.
     assert asks_for_drug("Septic shock after fluids: first choice vasopressor?")
     assert not asks_for_drug("COPD pt on SABA prn, no steroid-responsive features. Next inhaler step?")
