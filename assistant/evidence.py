@@ -72,12 +72,14 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
     # "When to stop it?" before a procedure asks how long before: "Major bleeding: Stop the drug" led, for its "stop",
     # and "apixaban starts at 10 mg twice daily for 7 days" for its duration.
     # ... and "When should I take my levothyroxine?" asks the time of day or meal.
-    "timing": (r"\bwhen (?:to|should|do|does|must|can) (?:\w+ ){0,3}(?:stop|restart|resume|pause|hold|withhold|take)\w*\b",
+    "timing": (r"\bwhen (?:to|should|do|does|must|can) (?:\w+ ){0,3}"
+               r"(?:stop|restart|resume|pause|hold|withhold|take)\w*\b",
                r"\d+\s*(?:(?:–|-|to)\s*\d+\s*)?(?:hours?|days?|weeks?|minutes)\s+(?:before|after)\b|"
                r"\b(?:before|after|with) (?:breakfast|food|meals?)\b|\bat bedtime\b|\bin the (?:morning|evening)\b"),
     "duration": (r"\b(?:how long|duration|for how many|how many (?:days|weeks|months)|course|until when|"
                  r"how much longer|how (?:soon|quickly|fast))\b",
-                 r"(?:\d+\s*(?:(?:–|-|to)\s*\d+\s*)?|\b(?:several|a few|few|many) )(?:hours?|days?|weeks?|months?|years?)\b"),
+                 r"(?:\d+\s*(?:(?:–|-|to)\s*\d+\s*)?|\b(?:several|a few|few|many) )"
+                 r"(?:hours?|days?|weeks?|months?|years?)\b"),
     "first_line": (r"\b(?:first[- ]line|first choice|drug of choice|initial|which (?:drugs?|antibiotics?|medicines?|"
                    r"treatments?|agents?|inhalers?|class)|start(?:ing)? (?:treatment|with|on)|best (?:drug|treatment)|"
                    r"treatment of choice|empiric\w*|what to give|what should (?:i|we) give|next (?:step|inhaler|drug|"
@@ -97,7 +99,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                          r"unsafe|stop\w*|never|must not)\b"),
     "score": (r"\b(?:scores?|scoring|points?|curb-?65|crb-?65|cha2ds2|wells|has-bled|news2?|qsofa|grade|how severe|"
               r"what stage)\b",
-              r"\b(?:scores?|points?)\b|\d+\s*(?:–|-|to)\s*\d+\s*:"),  # or a band of scores: "15–19: moderately severe"
+              r"\b(?:scores?|points?)\b|\d+\s*(?:–|-|to)\s*\d+\s*:"),  # or a band: "15–19: moderately severe"
     # A threshold asked for is a number: every line of a diagnosis note has the look below, by its title.
     "threshold": (r"\b(?:threshold|cut-?off|level|target|above|below|count as|mild, moderate)\b",
                   r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
@@ -119,8 +121,8 @@ _DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a
 _WHICH_DRUG = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:drugs?|antibiotics?|medicines?|medications?|agents?|"
                          r"inhalers?|class|vasopressors?|anticoagulants?|antidepressants?|statins?)\b|"
                          r"\bempiric\w* (?:antibiotics?|treatment)|\bfirst (?:drug|medicine)\b|"
-                         r"\bwhat (?:do|should|would|can) (?:i|we|you) give\b|\b(?:alternatives?|instead|or something else)\b",
-                         re.I)
+                         r"\bwhat (?:do|should|would|can) (?:i|we|you) give\b|"
+                         r"\b(?:alternatives?|instead|or something else)\b", re.I)
 # The reader's drugs: the router's names, the members of DRUG_CLASSES, the IV calcium salts, which protect the
 # heart in hyperkalaemia ("K+ 7.1 with broad QRS - first drug to give?" quoted the ECG changes, for no line offered
 # a drug), and the other drugs the starter notes name (a drug the reader does not know is no subject: "gliclazide
@@ -210,6 +212,10 @@ def without_stated_doses(question: str) -> str:
     return question if question_type(stripped) in ("dose", "contraindication") else stripped
 
 
+# "with a history of", "after a previous": a drug asked about beside it may be contraindicated (question_type)
+_HISTORY = re.compile(r"\b(?:with|after|has|had) (?:a |an )?(?:history of|previous|past|prior)\b", re.I)
+
+
 def question_type(question: str) -> str | None:
     """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose), in
     its last sentence first: "Just started furosemide 40 mg. When do I recheck U&Es?" asks when, not a dose. Doses
@@ -230,7 +236,6 @@ def question_type(question: str) -> str | None:
     return None
 
 
-_HISTORY = re.compile(r"\b(?:with|after|has|had) (?:a |an )?(?:history of|previous|past|prior)\b", re.I)
 SAME_DRUG = {"epinephrine": "adrenaline", "norepinephrine": "noradrenaline", "acetaminophen": "paracetamol",
              "albuterol": "salbutamol", "amoxicilin": "amoxicillin"}  # US and UK names, and a common misspelling
 # Drug classes: what a note or sentence calls the class -> the members it covers. A class word names every
@@ -750,9 +755,9 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
         return hits, wrong
     for i, unit in enumerate(candidates):
         specific = drugs_named(unit.text) or drugs_named(unit.context)
-        # The section's drugs first, when they are the note's own: "Oral corticosteroids" in "Levothyroxine and oral
-        # corticosteroids". A section that adds a drug to the note's is about both: "Opioid analgesics › Adverse effects
-        # and naloxone" holds the opioids' constipation lines.
+        # The section's drugs first, when they are the note's own: "Oral corticosteroids" in "Levothyroxine and
+        # oral corticosteroids". A section that adds a drug to the note's is about both: "Opioid analgesics ›
+        # Adverse effects and naloxone" holds the opioids' constipation lines.
         section, note = drugs_named(unit.about.split(" › ")[-1]), drugs_named(unit.about.split(" › ")[0])
         heading = section if section and _relates(section, note) else section | note
         interactions = "interact" in f"{unit.about} {unit.text[:40]}".lower()  # names the drugs it interacts with
@@ -796,8 +801,8 @@ def _lexical(question: str, contexts: list[str], covered: list[str] | None = Non
     if not asked:
         return np.zeros(len(contexts))
     held = [set(_terms(c)) for c in contexts]
-    # An abbreviation the question uses is held by a unit that spells it out: "BP threshold before alteplase?" and
-    # "Blood pressure: must be below 185/110 mmHg".
+    # An abbreviation the question uses is held by a unit that spells it out: "AF continuous for 10 days -
+    # paroxysmal or persistent?" and "Atrial fibrillation — diagnosis › Classification".
     spelled = [(term, set(_terms(meaning))) for short, meaning in meanings(question).items()
                for term in _terms(short)[:1] if _terms(meaning)]
     held = [h | {term for term, words in spelled if words <= h} for h in held]
