@@ -41,8 +41,10 @@ MAX_QUOTES = 3
 CLOSE_TO_BEST = 0.2  # a further quote must score within this of the best one (scores are ~0..2)
 # ... and within this when it comes from another note than the best one. 0.08 / 0.12 / 0.16 -> 262 / 264 / 264 facts
 # of the 312 tuning questions and 21 / 21 / 23 quotes about another subject; 0.12 on test and blind3: no fact
-# more and one such quote more, so 0.08 stays (stop 25)
-CLOSE_TO_BEST_OTHER_NOTE = 0.08
+# more and one such quote more, so 0.08 stays (stop 25). Stop 31, with other_topic: 0.02 / 0.04 / 0.06 / 0.08 / 0.12
+# -> 275 / 277 / 277 / 277 / 277 tuning facts and 7 / 6 / 7 / 7 / 9 such quotes; 0.04 on the held-out sets: 2 facts
+# more, 3 such quotes fewer than 0.08.
+CLOSE_TO_BEST_OTHER_NOTE = 0.04
 # ... and a line that offers a drug, for a question asking which drug to give, within this (0.3 and 0.5: the same
 # 270 of 312 tuning facts, one more than without; no held-out count changed)
 DRUG_LINE_MARGIN = 0.3
