@@ -67,6 +67,16 @@ FEATURES = ("dense", "lexical", "type", "subject", "rank", "in_range", "negates"
 WEIGHTS = {"dense": 1.0, "lexical": 0.9, "type": 0.3, "subject": 0.25, "rank": 0.05, "in_range": IN_RANGE_WEIGHT,
            "negates": -0.3, "other_topic": -0.3}
 
+_LAB_UNITS = "mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min"
+
+
+def _stated_threshold(units: str) -> str:
+    """How a line that states a threshold looks: a comparison before a number, a number with one of `units`, "or
+    more", "target 5", or an eGFR or CrCl value ("started down to an eGFR of about 25")."""
+    return (rf"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*(?:{units})|"
+            r"\bor more\b|\btargets? \d|\b(?:egfr|crcl)\b\D{0,20}\d")
+
+
 QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it looks; the first cue found decides
     "dose": (r"\b(?:doses?|dosing|dosage|how much(?! longer)|mg|strength|loading|regimen|(?:what|infusion) rate|"
              r"how many puffs)\b",
@@ -104,14 +114,10 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
               r"\b(?:scores?|points?)\b|\d+\s*(?:–|-|to)\s*\d+\s*:"),  # or a band: "15–19: moderately severe"
     # A threshold asked for is a number: every line of a diagnosis note has the look below, by its title.
     "threshold": (r"\b(?:threshold|cut-?off|level|target|above|below|count as|mild, moderate)\b",
-                  r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
-                  r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min|ppb)|\bor more\b|\btargets? \d|"
-                  r"\b(?:egfr|crcl)\b\D{0,20}\d"),
+                  _stated_threshold(f"{_LAB_UNITS}|ppb")),
     "test_or_threshold": (r"\b(?:diagnos\w*|criteria|tests?|confirm\w*|"
                           r"investigat\w*|when (?:is|does)|stage)\b",
-                          r"(?:[<>≥≤]|\bover\b|\babove\b|\bbelow\b|\bunder\b|\bat least\b)\s*\d|\d+(?:\.\d+)?\s*"
-                          r"(?:mmol|mg/dl|%|mmhg|µmol|g/l|ml/min|ng/l|/min)|\bor more\b|\bconfirm\w*|\bdiagnos\w*|"
-                          r"\btargets? \d|\b(?:egfr|crcl)\b\D{0,20}\d"),  # "started down to an eGFR of about 25"
+                          _stated_threshold(_LAB_UNITS) + r"|\bconfirm\w*|\bdiagnos\w*"),
 }
 # A yes/no about giving, taking or carrying on with a drug asks whether it is contraindicated: "ok to give IV
 # verapamil?", "Is prasugrel an option?", "Carry on at a lower dose?"; asked before any other cue, but after "how
@@ -713,7 +719,8 @@ def _other_topic(question: str, titles: list[str]) -> np.ndarray:
     """1 for a unit of a note about a condition the question does not name, when it names the topic of another
     note found: "Spirometry: what bronchodilator response suggests asthma?" led with COPD's spirometry line."""
     named = {title for title in set(titles) if names_topic(title, question)}
-    return np.array([1.0 if named and title not in named and _about_a_condition(title) else 0.0 for title in titles])
+    other = {title for title in set(titles) - named if _about_a_condition(title)} if named else set()
+    return np.array([1.0 if title in other else 0.0 for title in titles])
 
 
 _MEDICINES = re.compile(r"\b(?:medicines?|medications?|drugs?)\b", re.I)
@@ -805,8 +812,8 @@ def _lexical(question: str, contexts: list[str], covered: list[str] | None = Non
     held = [set(_terms(c)) for c in contexts]
     # An abbreviation the question uses is held by a unit that spells it out: "AF continuous for 10 days -
     # paroxysmal or persistent?" and "Atrial fibrillation — diagnosis › Classification".
-    spelled = [(term, set(_terms(meaning))) for short, meaning in meanings(question).items()
-               for term in _terms(short)[:1] if _terms(meaning)]
+    spelled = [(_terms(short), set(_terms(meaning))) for short, meaning in meanings(question).items()]
+    spelled = [(term[0], words) for term, words in spelled if term and words]
     held = [h | {term for term, words in spelled if words <= h} for h in held]
     count = len(contexts)
     idf = {t: math.log(1 + count / (1 + sum(t in h for h in held))) for t in asked}
