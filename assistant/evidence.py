@@ -644,18 +644,42 @@ def _offers_drug(text: str, asked: set[str]) -> bool:
 
 
 def _in_range(question: str, texts: list[str]) -> np.ndarray:
-    """1 where a text states a band or threshold that holds a value the question gives (see _BAND)."""
-    values = [(float(m.group(1)), _percent(question, m)) for m in _VALUE.finditer(question)]
+    """1 where a text states a band or threshold that holds a value the question gives (see _BAND). Times compare
+    in one unit where both say theirs: a "4 year old" is not "under 6 months", and is in "6 months to 6 years"."""
+    values = [(_amount(question, m, 1), _percent(question, m)) for m in _VALUE.finditer(question)]
     if not values:
         return np.zeros(len(texts))
+    unbounded = (math.inf, None)
 
     def brackets(text: str) -> bool:
-        spans = [(float(m.group(1)), float(m.group(2)), _percent(text, m)) for m in _BAND.finditer(text)]
-        spans += [(float(m.group(1) or m.group(2)), math.inf, _percent(text, m)) for m in _AT_LEAST.finditer(text)]
-        spans += [(-math.inf, float(m.group(1) or m.group(2)), _percent(text, m)) for m in _AT_MOST.finditer(text)]
-        return any(low <= v <= high and shares == percent for v, percent in values for low, high, shares in spans)
+        spans = []
+        for m in _BAND.finditer(text):
+            low, high = _amount(text, m, 1), _amount(text, m, 2)
+            spans.append(((low[0], low[1] or high[1]), high, _percent(text, m)))
+        for m in _AT_LEAST.finditer(text):
+            spans.append((_amount(text, m, 1 if m.group(1) else 2), unbounded, _percent(text, m)))
+        for m in _AT_MOST.finditer(text):
+            spans.append(((-math.inf, None), _amount(text, m, 1 if m.group(1) else 2), _percent(text, m)))
+        return any(_at_most(low, v) and _at_most(v, high) and shares == percent
+                   for v, percent in values for low, high, shares in spans)
 
     return np.array([1.0 if brackets(text) else 0.0 for text in texts])
+
+
+_TIME_UNIT = re.compile(r"\s*-?(min|hour|hr|day|week|wk|month|year|yr|yo)(?:s|utes?)?\b", re.I)
+_HOURS = {"min": 1 / 60, "hour": 1, "hr": 1, "day": 24, "week": 168, "wk": 168, "month": 730, "year": 8766,
+          "yr": 8766, "yo": 8766}
+
+
+def _amount(text: str, match: re.Match, group: int) -> tuple[float, float | None]:
+    """A number of a match, and the hours in the time unit after it, if one follows ("6 months", "4-year-old")."""
+    unit = _TIME_UNIT.match(text, match.end(group))
+    return float(match.group(group)), _HOURS[unit.group(1).lower()] if unit else None
+
+
+def _at_most(a: tuple[float, float | None], b: tuple[float, float | None]) -> bool:
+    """a <= b, in hours when both are times, else as the numbers stand."""
+    return a[0] * a[1] <= b[0] * b[1] if a[1] and b[1] else a[0] <= b[0]
 
 
 def _percent(text: str, match: re.Match) -> bool:

@@ -189,6 +189,26 @@ def test_a_short_item_under_its_lead_in_is_quoted_and_its_own_band_decides(embed
     assert quotes[0].text.endswith(band + (";" if band != "20–27: severe" else ".")), [q.text for q in quotes]
 
 
+AGE_BANDS = """| Age | Dose |
+|---|---|
+| Under 6 months | 100 micrograms |
+| 6 months to 6 years | 150 micrograms |
+| 6–12 years | 300 micrograms |
+| Over 12 years | 500 micrograms |
+"""
+
+
+@pytest.mark.parametrize("question, band", [("4 year old: what dose?", "6 months to 6 years"),
+                                            ("Dose for a 4yo?", "6 months to 6 years"),
+                                            ("Dose for a 10-month-old?", "6 months to 6 years"),
+                                            ("Baby of 3 months: dose?", "Under 6 months"),
+                                            ("9 years old, what dose?", "6–12 years")])
+def test_an_age_is_held_by_its_own_band_in_any_unit(embedder, question, band):
+    # "4 yr old ... IM adrenaline dose?" led with the infant row: "under 6 months" held the 4, read as a number.
+    quotes = EvidenceReader(embedder).read(question, [(1, "Anaphylaxis", "Doses", AGE_BANDS)])
+    assert quotes[0].text.startswith(f"{band} — Dose"), [q.text for q in quotes]
+
+
 def test_a_list_lead_in_is_quoted_only_in_front_of_its_items():
     """(Moved from test_grounding with the logic it tests.)"""
     text = ("Consider admission when any of the following is present:\n\n- oxygen saturation below 92%;\n"
