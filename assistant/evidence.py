@@ -602,7 +602,7 @@ class EvidenceReader:
         # vasopressor?", over "Noradrenaline is the first-line vasopressor".
         drug_asked = asks_for_drug(question)
         if rare_words:  # the unit, its heading or its paragraph names the question's rare word
-            named = np.array([1.0 if rare_words & set(_terms(f"{c} {u.context}")) else 0.0
+            named = np.array([1.0 if _shares_rare(rare_words, f"{c} {u.context}") else 0.0
                               for c, u in zip(contexts, candidates)])
             subject = np.maximum(subject, named)
         columns = {
@@ -769,7 +769,18 @@ def _says_subject(asked: set[str], rare_words: frozenset[str], text: str) -> boo
     """The text itself names the asked drug (or its class), or, for a question naming no drug, a rare word of it."""
     if asked:
         return _relates(asked, drugs_named(text))
-    return bool(rare_words & set(_terms(text)))
+    return _shares_rare(rare_words, text)
+
+
+# Letters: stems that share their first eight are one word family ("cardiovert", "cardiovers"; "thrombolys",
+# "thrombolysi"). Seven would join "thrombolys" with "thrombosi" and "cardiovascular" with "cardiovert".
+FAMILY = 8
+
+
+def _shares_rare(rare_words: frozenset[str], text: str) -> bool:
+    """Whether the text holds one of the question's rare words, or a word of its family: "cardioverted for persistent
+    AF" is about "After cardioversion: continue anticoagulation for at least 4 weeks"."""
+    return bool({w[:FAMILY] for w in rare_words} & {t[:FAMILY] for t in _terms(text)})
 
 
 def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndarray]:

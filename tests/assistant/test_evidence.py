@@ -917,3 +917,14 @@ def test_a_patients_words_blood_tests_and_side_effects(starter_agent):
     # A blood test asked for is monitoring: the citalopram starting dose led (its "over 65" looked like a threshold).
     answer = starter_agent.ask("Starting sertraline in an 80-year-old on a thiazide: what blood test and when?")
     assert "Check sodium" in answer.answer, answer.answer
+
+
+@pytest.mark.parametrize("question", [
+    "Cardioverted for persistent AF today and back in sinus rhythm. How long should anticoagulation continue afterwards?",
+    "Electrically cardioverted for AF this morning. How long must anticoagulation continue after it?"])
+def test_a_rare_word_marks_the_lines_of_its_word_family(starter_agent, question):
+    # "cardioverted" and "cardioversion" are different stems: the classification lines that say "cardioverted" led,
+    # and "After cardioversion: continue anticoagulation for at least 4 weeks" was read as about something else.
+    answer = starter_agent.ask(question)
+    assert "After cardioversion: continue anticoagulation for at least 4 weeks" in answer.sentences[0].text, (
+        answer.answer)
