@@ -38,7 +38,8 @@ ABBREVIATIONS = {
     "SC": "subcutaneous", "SGLT2i": "SGLT2 inhibitor", "SOB": "shortness of breath",
     "SUI": "stress urinary incontinence", "SVT": "supraventricular tachycardia", "T2DM": "type 2 diabetes",
     "TFTs": "thyroid function tests", "TIA": "transient ischaemic attack", "Tx": "treatment",
-    "U&E": "urea and electrolytes", "U&Es": "urea and electrolytes", "UTI": "urinary tract infection",
+    "U&E": "urea and electrolytes (sodium, potassium, creatinine)",
+    "U&Es": "urea and electrolytes (sodium, potassium, creatinine)", "UTI": "urinary tract infection",
     "VBG": "venous blood gas", "VTE": "venous thromboembolism",
     # More common shorthand of wards and clinics (each unambiguous in a clinical question).
     "A&E": "emergency department", "ARB": "angiotensin receptor blocker", "ARNI": "sacubitril-valsartan",

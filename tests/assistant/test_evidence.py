@@ -428,6 +428,10 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     assert expand("Pt on LTOT?", keep_short=False) == "patient on long-term oxygen therapy?"
     answer = starter_agent.ask("Pt on LTOT: what are the criteria?")
     assert "7.3 kPa" in answer.answer, answer.answer
+    # U&Es are the sodium, potassium and creatinine the diuretic note checks; the hypertension note's "urea,
+    # electrolytes" line led for a furosemide question, the diuretics' own monitoring line was not found.
+    answer = starter_agent.ask("On furosemide for leg swelling since Monday. When are U&Es due?")
+    assert answer.sentences[0].text.startswith("Thiazide, thiazide-like and loop diuretics › Monitoring"), answer.answer
     answer = starter_agent.ask("Started sertraline today - when is the first review?")
     assert "within 2 weeks" in answer.answer, answer.answer
     # A compound named by what it holds: "co-codamol" is in no note, codeine is. Before, "co" counted as a word the
