@@ -97,7 +97,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                    r"treatment of choice|empiric\w*|what to give|what should (?:i|we) give|next (?:step|inhaler|drug|"
                    r"treatment|line)|first(?=\s*(?:[?.,!]|$))|first (?:treatment|step|drug)|reverse\w*|"
                    r"most effective|best evidence|works? best|prefer(?:s|red)?|what(?:'s| is)? next|alternatives?|"
-                   r"instead|or something else)\b",
+                   r"instead|or something else|which one)\b",
                    r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
                    r"step 1|usual choice|most effective)\b"),
     "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*|"
@@ -113,7 +113,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
               r"what stage)\b",
               r"\b(?:scores?|points?)\b|\d+\s*(?:–|-|to)\s*\d+\s*:"),  # or a band: "15–19: moderately severe"
     # A threshold asked for is a number: every line of a diagnosis note has the look below, by its title.
-    "threshold": (r"\b(?:threshold|cut-?off|level|target|above|below|count as|mild, moderate)\b",
+    "threshold": (r"\b(?:threshold|cut-?off|level|target|above|below|counts? as|mild, moderate)\b",
                   _stated_threshold(f"{_LAB_UNITS}|ppb")),
     "test_or_threshold": (r"\b(?:diagnos\w*|criteria|tests?|confirm\w*|"
                           r"investigat\w*|when (?:is|does)|stage)\b",
@@ -137,10 +137,11 @@ _WHICH_DRUG = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:drugs?|antibiotics?|
 # for someone who drives?" quoted the opioid note's driving advice). They are not in the router's list, whose
 # fitted weights count drug names.
 NOTE_DRUGS = ("acetylcysteine|alfentanil|amikacin|amiloride|aminophylline|amphotericin|azathioprine|carbamazepine|"
-              "ciclosporin|clonidine|colestyramine|cyclophosphamide|dacarbazine|dronedarone|etoposide|"
-              "fesoterodine|flecainide|gemfibrozil|glargine|glulisine|hydroxycarbamide|ivabradine|macrogol|mannitol|"
-              "methenamine|naloxegol|pethidine|phenytoin|pioglitazone|pivmecillinam|procarbazine|rifampicin|"
-              "sacubitril|solifenacin|sucralfate|theophylline|tolterodine|varenicline|vinblastine|vincristine")
+              "ciclosporin|clonidine|cobicistat|colestyramine|cyclophosphamide|dacarbazine|dronedarone|etoposide|"
+              "fesoterodine|flecainide|gemfibrozil|glargine|glulisine|hydralazine|hydroxycarbamide|ipratropium|"
+              "ivabradine|macrogol|mannitol|methenamine|methylthioninium|naloxegol|orlistat|patiromer|pethidine|"
+              "phenytoin|pioglitazone|pivmecillinam|procarbazine|rifampicin|sacubitril|sodium zirconium cyclosilicate|"
+              "solifenacin|sucralfate|theophylline|tolterodine|trospium|varenicline|vinblastine|vincristine")
 _DRUG = re.compile(rf"{DRUG_STEMS}|{DRUG_NAMES}|\bcalcium (?:gluconate|chloride)\b|\b(?:{NOTE_DRUGS})\b", re.I)
 # A value the question gives (eGFR 25, FEV1 45%, potassium 5.8, "score of 3") and the band or threshold of a unit
 # that holds it ("CrCl 15–29", "GOLD 3 (severe): 30–49%", "above 5.5 mmol/L", "3 or more"): what a clinician
@@ -416,6 +417,11 @@ def units(n: int, title: str, section: str, text: str) -> list[Unit]:
         # next one says how or why, so it is quoted with it.
         # (said once: "Pregnancy: 7 days. Always send a culture.", not "... Pregnancy: Always send a culture.")
         label_said = f"{label.group(1).strip()}: " if label else None
+        # ... and a line's last sentence too short to stand alone is quoted with the one before it: "Beclometasone is
+        # preferred." and "Threshold ≥135/85 mmHg." were never quoted at all.
+        if len(sentences) > 1 and len(sentences[-1].split()) < MIN_WORDS and not sentences[-1].endswith(":"):
+            last = sentences.pop()
+            sentences[-1] += f" {last.removeprefix(label_said) if label_said else last}"
         sentences = [f"{a} {b.removeprefix(label_said) if label_said else b}"
                      if len(a.split()) < SHORT_SENTENCE and b and not a.endswith(":") else a
                      for a, b in zip(sentences, sentences[1:] + [""])]
@@ -631,8 +637,10 @@ def asks_for_drug(question: str) -> bool:
     on SABA prn, no steroid-responsive features. Next inhaler step?" names classes, and asks for no drug of them."""
     ask = last_sentence(question)
     named = drugs_named(ask)
+    # "... needs an inhaled steroid. Which one should be used?" asks for a drug of the class its story names.
+    one_of_class = re.search(r"\bwhich one\b", ask, re.I) and drugs_named(question) & DRUG_CLASSES.keys()
     return question_type(question) == "first_line" and bool(_WHICH_DRUG.search(ask) or _WHICH_CLASS.search(ask)
-                                                            or named and named <= DRUG_CLASSES.keys())
+                                                            or named and named <= DRUG_CLASSES.keys() or one_of_class)
 
 
 def _offers_drug(text: str, asked: set[str]) -> bool:

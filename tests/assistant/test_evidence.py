@@ -932,3 +932,15 @@ def test_a_rare_word_marks_the_lines_of_its_word_family(starter_agent, question)
     answer = starter_agent.ask(question)
     assert "After cardioversion: continue anticoagulation for at least 4 weeks" in answer.sentences[0].text, (
         answer.answer)
+
+
+def test_a_short_last_sentence_is_quoted_with_the_one_before_it(starter_agent):
+    # "Beclometasone is preferred." was too short to stand alone and was never quoted; "Which one" asked for no drug.
+    found = units(1, "Inhaled medicines", "Interactions", "- Ritonavir and cobicistat raise fluticasone levels. "
+                                                          "Beclometasone is preferred.")
+    assert [u.text for u in found] == ["Ritonavir and cobicistat raise fluticasone levels. Beclometasone is preferred."]
+    answer = starter_agent.ask("HIV patient on a cobicistat-boosted regimen now needs an inhaled corticosteroid. "
+                               "Which one?")
+    assert "Beclometasone is preferred." in answer.sentences[0].text, answer.answer
+    assert {"cobicistat", "ipratropium", "hydralazine", "patiromer"} <= drugs_named(
+        "cobicistat, ipratropium, hydralazine or patiromer")
