@@ -9,7 +9,8 @@ questions; `split` divides them into a dev half (the evidence reader's weights w
 test half (reported), and five sets written later by helpers blind to the rest (docs/benchmarks.md):
 `fresh` and `blind2` (used to find faults since), `blind` (read after its run), `blind3` (run to choose
 between variants in stops 25 and 26, a few answers read) and `blind4` (run four times in stop 26: the start
-code, one rejected variant, two later commits; the questions it refused were seen once). `near` holds 40
+code, one rejected variant, two later commits; the questions it refused were seen once); `blind5` (stop 32: run
+once blind, results/answer_quality_none_blind5_first.json, then used to find faults). `near` holds 40
 near-topic medical questions the starter notes do not answer, written blind to the assistant's answers, to
 measure refusals. For each question the agent answers as `medassist ask` would, and we count:
 
@@ -117,7 +118,7 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="test",
-                        choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "near", "all"])
+                        choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "blind5", "near", "all"])
     parser.add_argument("--model", choices=["none", "base"], default="base")
     parser.add_argument("--adapter", help="a PEFT adapter folder for the base model (the tuned reader)")
     parser.add_argument("--home", help="a home with the starter notes and the converted model (default: new)")
