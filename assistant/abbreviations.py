@@ -84,6 +84,9 @@ ABBREVIATIONS = {
     "zoloft": "sertraline", "lustral": "sertraline", "prozac": "fluoxetine", "lipitor": "atorvastatin",
     "coumadin": "warfarin", "narcan": "naloxone", "macrobid": "nitrofurantoin", "keflex": "cefalexin",
     "zestril": "lisinopril", "norvasc": "amlodipine", "synthroid": "levothyroxine",
+    "actrapid": "soluble insulin", "humulin s": "soluble insulin", "novorapid": "insulin aspart",
+    "humalog": "insulin lispro", "apidra": "insulin glulisine", "lantus": "insulin glargine",
+    "toujeo": "insulin glargine",
     # Conditions in a patient's words; the notes use the clinical term.
     "bladder infection": "cystitis, lower urinary tract infection", "water infection": "urinary tract infection",
     "urine infection": "urinary tract infection", "kidney infection": "pyelonephritis",

@@ -13,8 +13,8 @@ from typing import Callable
 
 from assistant.abbreviations import NOT_TOPICS, expand
 from assistant.backends import GenerationSettings
-from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, with_classes,
-                                drugs_named, holds, last_sentence, names_topic, without_stated_doses)
+from assistant.evidence import (DRUG_CLASSES, STOP_WORDS, EvidenceReader, Quote, Unit, about, covers, class_words,
+                                drugs_named, holds, last_sentence, names_topic, with_classes, without_stated_doses)
 from assistant.grounding import GroundingChecker, split_sentences
 from assistant.router import Router
 from assistant.safety import (DISCLAIMER, check_question, emergency_notice, find_red_flags, looks_like_injection,
@@ -288,8 +288,11 @@ class Agent:
         """The question's words as the index sees them (stemmed), each with how many chunks hold it; a typo
         counts as the word it misspells ("opiod" -> "opioid")."""
         retriever, words = self.kb.retriever, {}
+        # A drug class the reader knows is no unknown topic, though no note spells it so: "my blood thinner". (A drug
+        # no note names still is: the notes do not cover it.)
+        known = set(retriever.document_frequencies(class_words(question)))
         for stem, count in retriever.document_frequencies(question).items():
-            if stem.isalpha() and len(stem) >= 3 and stem not in STOP_WORDS:
+            if stem.isalpha() and len(stem) >= 3 and stem not in STOP_WORDS and not (count == 0 and stem in known):
                 stem, count = (retriever.near(stem) if count == 0 else None) or (stem, count)
                 words[stem] = count
         return words

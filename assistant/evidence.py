@@ -163,6 +163,7 @@ someone person people
 husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
 nan nana nanna gran granny grandpa bit lot
 today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks has had have having
+gone doctor doctors
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
 # is read as a topic the notes do not cover: "started on fluoxetine today" was refused for "today")
@@ -322,6 +323,11 @@ def drugs_named(text: str) -> set[str]:
 
 # A class that names what a drug is used for, not what it is: adrenaline in anaphylaxis is no vasopressor.
 ROLE_CLASSES = frozenset({"vasopressor"})
+
+
+def class_words(text: str) -> str:
+    """The words of the drug classes a text names, as it spells them: "blood thinner", "water tablets"."""
+    return " ".join(m.group(0) for _, words in _CLASS_WORDS for m in words.finditer(text))
 
 
 def with_classes(text: str) -> str:
@@ -815,7 +821,9 @@ def _subject(question: str, candidates: list[Unit]) -> tuple[np.ndarray, np.ndar
         interactions = "interact" in f"{unit.about} {unit.text[:40]}".lower()  # names the drugs it interacts with
         if _relates(asked, specific) or (not specific or interactions and not _siblings(asked, specific)) \
                 and _relates(asked, heading):
-            hits[i] = 1.0
+            # ... but a class word beside its other members is about them: "Dual antiplatelet therapy: give
+            # clopidogrel plus aspirin" does not answer "ok to load with prasugrel?"
+            hits[i] = 0.0 if _siblings(asked, specific) and not _relates(asked, specific - DRUG_CLASSES.keys()) else 1.0
         elif specific:  # a sibling named in the asked drug's own section is not what it is about ("heparin cover")
             wrong[i] = _siblings(asked, specific) and not asked & heading or not _relates(asked, heading)
         else:

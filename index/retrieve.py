@@ -122,6 +122,10 @@ class Retriever:
         # A typo is one slip (two in a long word); a near ratio alone maps "toddler" to "toler" (tolerance). And it
         # keeps the first letter: "croup" is no typo of "group", and read as one it hid that no note covers croup.
         close = [word for word in close if _edits(stem, word) <= (1 if len(stem) < 8 else 2) and word[0] == stem[0]]
+        # ... or an indexed word is the stem with another ending: "hypomanic" is stemmed "hypoman", and the notes say
+        # "hypomania" (not any longer word: "nephrotic" is no "nephrotoxic").
+        close = close or [word for word in (stem + end for end in ("ia", "a", "e", "y", "ic", "is", "us"))
+                          if len(stem) >= 6 and word in vocab][:1]
         return (close[0], self.bm25.frequency(close[0])) if close else None
 
     @property

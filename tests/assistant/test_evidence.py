@@ -18,8 +18,8 @@ import pytest
 from assistant.abbreviations import expand, meanings
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
-from assistant.evidence import (EvidenceReader, about, asks_for_drug, covers, drugs_named, question_type, units,
-                                with_classes, without_stated_doses)
+from assistant.evidence import (FEATURES, EvidenceReader, Unit, about, asks_for_drug, covers, drugs_named, question_type,
+                                units, with_classes, without_stated_doses)
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -618,6 +618,18 @@ def test_a_topic_the_notes_only_brush_against_abstains(starter_agent):
     assert starter_agent.kb.retriever.near("toddler") is None
     assert starter_agent.kb.retriever.near("croup") is None  # no typo of "group": a typo keeps its first letter
     assert starter_agent.kb.retriever.near("amoxicilin")[0] == "amoxicillin"
+    # Another ending of a word the notes hold is that word ("hypomanic", "hypomania"), a longer word is not.
+    assert starter_agent.kb.retriever.near("hypoman")[0] == "hypomania"
+    assert starter_agent.kb.retriever.near("nephrot") is None  # "nephrotic" is not "nephrotoxic"
+    answer = starter_agent.ask("What is the minimum length of time symptoms must last to count as a hypomanic episode?")
+    assert "Hypomania lasts at least 4 days" in answer.answer, answer.answer
+    # A drug class in a patient's words is known to the reader, though no note says "thinner"; both were refused.
+    answer = starter_agent.ask("I had my heart shocked back into a normal rhythm last week. How long do I keep taking "
+                               "my blood thinner?")
+    assert "continue anticoagulation for at least 4 weeks" in answer.answer, answer.answer
+    answer = starter_agent.ask("Potassium 6.8, given 10 units of Actrapid in 50 ml of 50% glucose. How is her glucose "
+                               "watched afterwards?")
+    assert not answer.abstained and "soluble insulin" in answer.answer, answer.answer
     # "nan" (a grandmother) and "a bit" are words of conversation, not topics the notes leave out.
     answer = starter_agent.ask("Is it worth dipping the urine of my 84 year old nan in her care home, she's been a "
                                "bit more confused?")
@@ -944,3 +956,14 @@ def test_a_short_last_sentence_is_quoted_with_the_one_before_it(starter_agent):
     assert "Beclometasone is preferred." in answer.sentences[0].text, answer.answer
     assert {"cobicistat", "ipratropium", "hydralazine", "patiromer"} <= drugs_named(
         "cobicistat, ipratropium, hydralazine or patiromer")
+
+
+def test_a_class_word_beside_other_members_of_the_class_is_about_them(embedder):
+    # "Dual antiplatelet therapy: give clopidogrel plus aspirin" counted as prasugrel's line for its class word, and
+    # led "ok to load with prasugrel after a TIA?" from the stroke note.
+    lines = ["Dual antiplatelet therapy: after a high-risk TIA give clopidogrel plus aspirin for 21 days.",
+             "Antiplatelets: stop them 7 days before major surgery.",
+             "Antiplatelets such as prasugrel or clopidogrel: watch for bleeding."]
+    candidates = [Unit(1, line, "Antiplatelet drugs › Use", "", "Antiplatelet drugs") for line in lines]
+    features, wrong = EvidenceReader(embedder).features("ok to load with prasugrel after a TIA?", candidates, rank={})
+    assert features[:, FEATURES.index("subject")].tolist() == [0.0, 1.0, 1.0] and not wrong.any()
