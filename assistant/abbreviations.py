@@ -56,7 +56,7 @@ ABBREVIATIONS = {
     "SSRIs": "selective serotonin reuptake inhibitors", "STEMI": "ST-elevation myocardial infarction",
     "T1DM": "type 1 diabetes", "TDS": "three times daily", "TSH": "thyroid-stimulating hormone",
     "VF": "ventricular fibrillation", "VT": "ventricular tachycardia", "WCC": "white cell count",
-    "nebs": "nebulised bronchodilators", "obs": "observations", "hypo": "hypoglycaemia", "hypos": "hypoglycaemia",
+    "nebs": "nebulised bronchodilators", "obs": "observations", "creat": "creatinine", "hypo": "hypoglycaemia", "hypos": "hypoglycaemia",
     # Scores and names written without their hyphen, in any case: the notes write "PHQ-9", and "PHQ9" matches none
     # of their words.
     "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",
@@ -112,6 +112,11 @@ _PATTERN = re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in sorted(ABB
 _POTASSIUM = re.compile(r"(?<![\w-])(?<!(?i:vitamin) )(?<!(?i:vit) )K\+?(?=\s*[=:]?\s*\d)")
 
 
+# "2/52", "3/7", "6/12": weeks, days and months as UK notes write them ("started ramipril 2/52 ago"); not "24/7".
+_PERIOD = re.compile(r"(?<![\w/.])(?!24/7)(\d{1,2})/(52|12|7)(?![\w/.])")
+_PERIODS = {"52": "weeks", "12": "months", "7": "days"}
+
+
 def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -> str:
     """The question with each known abbreviation followed by its meaning, once: "DCCV (electrical
     cardioversion)". Not when the meaning is already spelled out, nor when `spoken(short)` says the indexed notes
@@ -128,7 +133,11 @@ def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -
         seen.add(short)
         return f"{short} ({meaning})" if keep_short else meaning
 
-    return _PATTERN.sub(spell, _POTASSIUM.sub("K+", question))
+    def period(match: re.Match) -> str:
+        spelled = f"{match.group(1)} {_PERIODS[match.group(2)]}"
+        return f"{match.group(0)} ({spelled})" if keep_short else spelled
+
+    return _PERIOD.sub(period, _PATTERN.sub(spell, _POTASSIUM.sub("K+", question)))
 
 
 def meanings(text: str) -> dict[str, str]:

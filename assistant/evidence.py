@@ -101,7 +101,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
                    r"\b(?:first[- ]line|first choice|first drug|preferred|offer\w*|initial\w*|recommended|of choice|"
                    r"step 1|usual choice|most effective)\b"),
     "monitoring": (r"\b(?:monitor\w*|check\w*|recheck\w*|repeat\w*|follow[- ]up|how often|review|measure\w*|"
-                   r"blood tests?)\b",
+                   r"blood tests?|watch(?:ed|ing)?)\b",
                    r"\b(?:monitor\w*|check\w*|measure\w*|every \d|yearly|annual\w*|baseline|recheck\w*|review\w*|"
                    r"after (?:starting|each|any))\b"),
     "adverse_effect": (r"\b(?:side[- ]effects?|adverse effects?)\b", r"\b(?:side[- ]effects?|adverse effects?)\b"),
@@ -122,7 +122,7 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
 # A yes/no about giving, taking or carrying on with a drug asks whether it is contraindicated: "ok to give IV
 # verapamil?", "Is prasugrel an option?", "Carry on at a lower dose?"; asked before any other cue, but after "how
 # much" ("How much paracetamol can I give at 42 kg?" asks a dose).
-_DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine) (?:to|for)|an option|(?:a|any) problem|carry on|allowed|"
+_DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine|acceptable|reasonable) (?:to|for)|an option|(?:a|any) problem|carry on|allowed|"
                        r"can (?:i|we|you|he|she|they) (?:just )?(?:give|take|use|add|have|start|continue|stay on|"
                        r"be switched))\b|\bcan \w+ (?:\w+ )?be switched\b")
 # A first-line question whose answer is a drug: "Which antibiotics?", "Which drug class should be added?"

@@ -129,6 +129,9 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert question_type("Which antibiotic is first-line for cystitis?") == "first_line"
     assert question_type("How long is the course for pneumonia?") == "duration"
     assert question_type("Tell me about gout") is None
+    assert question_type("Given insulin and glucose for K+ 6.7: how should her glucose be watched?") == "monitoring"
+    assert question_type("Is it acceptable to use a LABA on its own in asthma?") == "contraindication"
+    assert question_type("Home BP readings: what average counts as hypertension?") == "threshold"
     # The ask is in the last sentence; a dose or a "how much" in the story before it is no dose question.
     assert question_type("Just started furosemide 40 mg for ankle oedema. When do I recheck U&Es?") == "monitoring"
     assert question_type("Needed two IM adrenaline doses, now well. How long should we keep him in?") == "duration"
@@ -418,6 +421,9 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     # "K" with a value is potassium; vitamin K is not.
     assert expand("On lasix, K 3.1 - and K=5.9 later") == "On lasix (furosemide), K+ (potassium) 3.1 - and K+=5.9 later"
     assert expand("Vitamin K 5 mg IV, or vit K 1 mg?") == "Vitamin K 5 mg IV (intravenous), or vit K 1 mg?"
+    # Ward shorthand for creatinine, and weeks, days and months as UK notes write them; not "24/7" or a BP.
+    assert expand("Ramipril 2/52 ago, creat up, cough 3/7, BP 140/90, 24/7 care", keep_short=False) == (
+        "Ramipril 2 weeks ago, creatinine up, cough 3 days, blood pressure 140/90, 24/7 care")
     # The starter notes never write "DCCV": without its meaning the reader quoted DAPT after PCI and warfarin's
     # monitoring interval.
     answer = starter_agent.ask("AF for ~4 days, stable, planned DCCV. How long anticoagulated beforehand?")
