@@ -16,7 +16,7 @@ ABBREVIATIONS = {
     "AAA": "abdominal aortic aneurysm", "ABG": "arterial blood gas", "ABPM": "ambulatory blood pressure monitoring",
     "abx": "antibiotics", "ACEi": "ACE inhibitor", "ACS": "acute coronary syndrome", "AF": "atrial fibrillation",
     "AKI": "acute kidney injury", "BG": "blood glucose", "BMs": "blood glucose", "BP": "blood pressure",
-    "BPH": "benign prostatic hyperplasia", "CAP": "community-acquired pneumonia", "CCB": "calcium-channel blocker",
+    "BNP": "B-type natriuretic peptide", "BPH": "benign prostatic hyperplasia", "CAP": "community-acquired pneumonia", "CCB": "calcium-channel blocker",
     "CHF": "heart failure", "CKD": "chronic kidney disease", "COCP": "combined oral contraceptive pill",
     "COPD": "chronic obstructive pulmonary disease", "CrCl": "creatinine clearance", "CRP": "C-reactive protein",
     "CVA": "stroke", "CXR": "chest X-ray", "DCCV": "electrical cardioversion", "DKA": "diabetic ketoacidosis",

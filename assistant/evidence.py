@@ -257,7 +257,8 @@ DRUG_CLASSES = {
     "doac": (r"doacs?|noacs?|direct oral anticoagulants?", r"\w+xaban|dabigatran"),
     "antiplatelet": (r"antiplatelets?", r"aspirin|clopidogrel|ticagrelor|prasugrel"),
     "beta-blocker": (r"beta[- ]?blockers?", r"\w+[oai]lol"),
-    "calcium-channel blocker": (r"calcium[- ]channel blockers?|ccbs?|dihydropyridines?", r"\w+dipine|verapamil|diltiazem"),
+    "calcium-channel blocker": (r"calcium[- ]channel blockers?|ccbs?", r"\w+dipine|verapamil|diltiazem"),
+    "dihydropyridine": (r"dihydropyridines?", r"\w+dipine"),  # not diltiazem or verapamil
     "ace inhibitor": (r"ace[- ]?inhibitors?", r"\w+pril"),
     "arb": (r"arbs?|angiotensin(?:[- ]ii)? receptor blockers?", r"\w+sartan"),
     "statin": (r"statins?", r"\w+statin"),
@@ -285,7 +286,7 @@ DRUG_CLASSES = {
     "antibiotic": (r"antibiotics?", r"\w+cillin|\w+mycin|\w+floxacin|\w+cycline|nitrofurantoin|trimethoprim|"
                    r"cef\w+|co-amoxiclav|clarithromycin"),
 }
-SUBCLASS = {"doac": "anticoagulant"}
+SUBCLASS = {"doac": "anticoagulant", "dihydropyridine": "calcium-channel blocker"}
 _CLASS_WORDS = [(name, re.compile(rf"\b(?:{words})\b", re.I)) for name, (words, _) in DRUG_CLASSES.items()]
 _MEMBERS = {name: re.compile(rf"^(?:{members})$") for name, (_, members) in DRUG_CLASSES.items()}
 _MEMBER_NAMES = re.compile(rf"\b(?:{'|'.join(members for _, members in DRUG_CLASSES.values())})\b", re.I)
@@ -863,9 +864,15 @@ def _lexical(question: str, contexts: list[str], covered: list[str] | None = Non
     held = [set(_terms(c)) for c in contexts]
     # An abbreviation the question uses is held by a unit that spells it out: "AF continuous for 10 days -
     # paroxysmal or persistent?" and "Atrial fibrillation — diagnosis › Classification".
-    spelled = [(_terms(short), set(_terms(meaning))) for short, meaning in meanings(question).items()]
+    spelled_out = meanings(question).items()
+    spelled = [(_terms(short), set(_terms(meaning))) for short, meaning in spelled_out]
     spelled = [(term[0], words) for term, words in spelled if term and words]
     held = [h | {term for term, words in spelled if words <= h} for h in held]
+    # ... and a unit's own abbreviation holds its meaning: "use NT-proBNP" is about a natriuretic peptide (unless the
+    # question uses the abbreviation too: its words would count twice, "CURB-65" and "pneumonia severity").
+    used = {short for short, _ in spelled_out}
+    held = [h | set(_terms(" ".join(m for short, m in meanings(c).items() if short not in used)))
+            for h, c in zip(held, contexts)]
     count = len(contexts)
     idf = {t: math.log(1 + count / (1 + sum(t in h for h in held))) for t in asked}
     total = sum(idf.values())

@@ -973,3 +973,15 @@ def test_a_class_word_beside_other_members_of_the_class_is_about_them(embedder):
     candidates = [Unit(1, line, "Antiplatelet drugs › Use", "", "Antiplatelet drugs") for line in lines]
     features, wrong = EvidenceReader(embedder).features("ok to load with prasugrel after a TIA?", candidates, rank={})
     assert features[:, FEATURES.index("subject")].tolist() == [0.0, 1.0, 1.0] and not wrong.any()
+
+
+def test_a_lines_own_abbreviation_holds_its_meaning(starter_agent):
+    # "LVEF" in "Avoid these when LVEF is reduced" shared no word with "ejection fraction": the dihydropyridines'
+    # cautions led, which say nothing of a weak heart.
+    answer = starter_agent.ask("Can I use diltiazem for angina when the ejection fraction is 30%?")
+    assert "Avoid these when LVEF is reduced" in answer.answer or "avoid in HFrEF" in answer.sentences[0].text, (
+        answer.answer)
+    assert "Dihydropyridines" not in answer.answer, answer.answer
+    # ... and the dihydropyridines are amlodipine's class, not diltiazem's.
+    assert covers("Dihydropyridines: avoid in cardiogenic shock", "amlodipine")
+    assert not covers("Dihydropyridines: avoid in cardiogenic shock", "diltiazem")
