@@ -226,11 +226,20 @@ def without_stated_doses(question: str) -> str:
 _HISTORY = re.compile(r"\b(?:with|after|has|had) (?:a |an )?(?:history of|previous|past|prior)\b", re.I)
 
 
+def in_words(question: str) -> str:
+    """The question with each abbreviation that `expand` spelled out replaced by its meaning: "which abx
+    (antibiotics)?" asks "which antibiotics?", and the cues read words, not shorthand."""
+    for short, meaning in meanings(question).items():
+        question = question.replace(f"{short} ({meaning})", meaning)
+    return question
+
+
 def question_type(question: str) -> str | None:
     """The first type whose cue the question carries (dose before first-line: "first-line dose" asks a dose), in
     its last sentence first: "Just started furosemide 40 mg. When do I recheck U&Es?" asks when, not a dose. Doses
     counted are history: "Anaphylaxis not responding to 2 doses of IM adrenaline - what now?" asks for no dose, and
     it led with the IM dose lines over "refractory when problems persist despite two appropriate IM doses"."""
+    question = in_words(question)
     for text in (_COUNTED_DOSES.sub("", last_sentence(question).lower()), _COUNTED_DOSES.sub("", question.lower())):
         which_class = _WHICH_CLASS.search(text)
         found = ("contraindication" if _DECISION.search(text) and not which_class
@@ -642,7 +651,7 @@ def asks_for_drug(question: str) -> bool:
     """Whether the question asks which drug to give (see EvidenceReader.features): its ask says "which drug" or "which
     ACE inhibitor", or names a drug class and no drug ("first choice vasopressor?"). The ask, not the story: "COPD pt
     on SABA prn, no steroid-responsive features. Next inhaler step?" names classes, and asks for no drug of them."""
-    ask = last_sentence(question)
+    ask = last_sentence(in_words(question))
     named = drugs_named(ask)
     # "... needs an inhaled steroid. Which one should be used?" asks for a drug of the class its story names.
     one_of_class = re.search(r"\bwhich one\b", ask, re.I) and drugs_named(question) & DRUG_CLASSES.keys()

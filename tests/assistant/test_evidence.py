@@ -132,6 +132,9 @@ def test_helpers_read_headings_question_types_and_drug_names():
     assert question_type("Given insulin and glucose for K+ 6.7: how should her glucose be watched?") == "monitoring"
     assert question_type("Is it acceptable to use a LABA on its own in asthma?") == "contraindication"
     assert question_type("Home BP readings: what average counts as hypertension?") == "threshold"
+    # Cues read the words an abbreviation stands for: "which abx (antibiotics)?" asks for a drug, not a score.
+    assert question_type(expand("CAP, CURB-65 = 3, no allergies - which abx?")) == "first_line"
+    assert asks_for_drug(expand("CAP, CURB-65 = 3, no allergies - which abx?"))
     # The ask is in the last sentence; a dose or a "how much" in the story before it is no dose question.
     assert question_type("Just started furosemide 40 mg for ankle oedema. When do I recheck U&Es?") == "monitoring"
     assert question_type("Needed two IM adrenaline doses, now well. How long should we keep him in?") == "duration"
