@@ -629,7 +629,8 @@ class EvidenceReader:
             subject = np.maximum(subject, named)
         columns = {
             "dense": vectors[1:] @ vectors[0],
-            "lexical": _lexical(question, contexts, [_members_covered(asked, c) for c in contexts]),
+            "lexical": _lexical(question, contexts, [_members_covered(asked, c) for c in contexts],
+                                [u.text for u in candidates]),
             "type": np.array([1.0 if (_offers_drug(u.text, asked) if drug_asked else looks and looks.search(c))
                               else 0.0 for c, u in zip(contexts, candidates)]),
             "subject": subject,
@@ -864,9 +865,11 @@ def _members_covered(asked: set[str], context: str) -> str:
     return " ".join(drug for drug in asked if drug not in named and any(_related(drug, other) for other in named))
 
 
-def _lexical(question: str, contexts: list[str], covered: list[str] | None = None) -> np.ndarray:
+def _lexical(question: str, contexts: list[str], covered: list[str] | None = None,
+             texts: list[str] | None = None) -> np.ndarray:
     """Share of the question's IDF weight (IDF over the candidate units) that each unit's context holds; `covered`:
-    words each unit holds through a class it names (they count, but do not make the word commoner)."""
+    words each unit holds through a class it names (they count, but do not make the word commoner); `texts`: the
+    units' own texts, whose abbreviations hold their meanings."""
     asked = set(_terms(question))
     if not asked:
         return np.zeros(len(contexts))
@@ -878,10 +881,12 @@ def _lexical(question: str, contexts: list[str], covered: list[str] | None = Non
     spelled = [(term[0], words) for term, words in spelled if term and words]
     held = [h | {term for term, words in spelled if words <= h} for h in held]
     # ... and a unit's own abbreviation holds its meaning: "use NT-proBNP" is about a natriuretic peptide (unless the
-    # question uses the abbreviation too: its words would count twice, "CURB-65" and "pneumonia severity").
+    # question uses the abbreviation too: its words would count twice, "CURB-65" and "pneumonia severity"). Its own,
+    # not its heading's: "For VTE, apixaban starts at 10 mg" sits under "AF doses", and led "apixaban dose in atrial
+    # fibrillation?" when the heading's "AF" counted.
     used = {short for short, _ in spelled_out}
-    held = [h | set(_terms(" ".join(m for short, m in meanings(c).items() if short not in used)))
-            for h, c in zip(held, contexts)]
+    held = [h | set(_terms(" ".join(m for short, m in meanings(t).items() if short not in used)))
+            for h, t in zip(held, texts)] if texts else held
     count = len(contexts)
     idf = {t: math.log(1 + count / (1 + sum(t in h for h in held))) for t in asked}
     total = sum(idf.values())

@@ -985,6 +985,9 @@ def test_a_lines_own_abbreviation_holds_its_meaning(starter_agent):
     assert "Avoid these when LVEF is reduced" in answer.answer or "avoid in HFrEF" in answer.sentences[0].text, (
         answer.answer)
     assert "Dihydropyridines" not in answer.answer, answer.answer
+    # Its own abbreviations, not its heading's: "For VTE, apixaban starts at 10 mg" sits under "AF doses", and led.
+    answer = starter_agent.ask("What is the apixaban dose in atrial fibrillation?")
+    assert "For VTE" not in answer.sentences[0].text and "5 mg twice daily" in answer.sentences[0].text, answer.answer
     # ... and the dihydropyridines are amlodipine's class, not diltiazem's.
     assert covers("Dihydropyridines: avoid in cardiogenic shock", "amlodipine")
     assert not covers("Dihydropyridines: avoid in cardiogenic shock", "diltiazem")
