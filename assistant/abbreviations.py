@@ -16,7 +16,8 @@ ABBREVIATIONS = {
     "AAA": "abdominal aortic aneurysm", "ABG": "arterial blood gas", "ABPM": "ambulatory blood pressure monitoring",
     "abx": "antibiotics", "ACEi": "ACE inhibitor", "ACS": "acute coronary syndrome", "AF": "atrial fibrillation",
     "AKI": "acute kidney injury", "BG": "blood glucose", "BMs": "blood glucose", "BP": "blood pressure",
-    "BNP": "B-type natriuretic peptide", "BPH": "benign prostatic hyperplasia", "CAP": "community-acquired pneumonia", "CCB": "calcium-channel blocker",
+    "BNP": "B-type natriuretic peptide", "BPH": "benign prostatic hyperplasia",
+    "CAP": "community-acquired pneumonia", "CCB": "calcium-channel blocker",
     "CHF": "heart failure", "CKD": "chronic kidney disease", "COCP": "combined oral contraceptive pill",
     "COPD": "chronic obstructive pulmonary disease", "CrCl": "creatinine clearance", "CRP": "C-reactive protein",
     "CVA": "stroke", "CXR": "chest X-ray", "DCCV": "electrical cardioversion", "DKA": "diabetic ketoacidosis",
@@ -56,7 +57,8 @@ ABBREVIATIONS = {
     "SSRIs": "selective serotonin reuptake inhibitors", "STEMI": "ST-elevation myocardial infarction",
     "T1DM": "type 1 diabetes", "TDS": "three times daily", "TSH": "thyroid-stimulating hormone",
     "VF": "ventricular fibrillation", "VT": "ventricular tachycardia", "WCC": "white cell count",
-    "nebs": "nebulised bronchodilators", "obs": "observations", "creat": "creatinine", "hypo": "hypoglycaemia", "hypos": "hypoglycaemia",
+    "nebs": "nebulised bronchodilators", "obs": "observations", "hypo": "hypoglycaemia", "hypos": "hypoglycaemia",
+    "creat": "creatinine",
     # Scores and names written without their hyphen, in any case: the notes write "PHQ-9", and "PHQ9" matches none
     # of their words.
     "phq9": "PHQ-9", "curb65": "CURB-65", "crb65": "CRB-65", "glp1": "GLP-1",

@@ -122,7 +122,8 @@ QUESTION_TYPES = {  # what the question asks for -> how a unit that answers it l
 # A yes/no about giving, taking or carrying on with a drug asks whether it is contraindicated: "ok to give IV
 # verapamil?", "Is prasugrel an option?", "Carry on at a lower dose?"; asked before any other cue, but after "how
 # much" ("How much paracetamol can I give at 42 kg?" asks a dose).
-_DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine|acceptable|reasonable) (?:to|for)|an option|(?:a|any) problem|carry on|allowed|"
+_DECISION = re.compile(r"\b(?:(?:ok|okay|alright|fine|acceptable|reasonable) (?:to|for)|an option|(?:a|any) problem|"
+                       r"carry on|allowed|"
                        r"can (?:i|we|you|he|she|they) (?:just )?(?:give|take|use|add|have|start|continue|stay on|"
                        r"be switched))\b|\bcan \w+ (?:\w+ )?be switched\b")
 # A first-line question whose answer is a drug: "Which antibiotics?", "Which drug class should be added?"
@@ -161,9 +162,8 @@ me us them him hers myself yourself himself herself ourselves themselves this th
 from as about into than then so if not no yes any some all very much many please tell give me patient patients
 someone person people
 husband wife partner mum mom dad mother father son daughter brother sister grandmother grandfather grandma grandad
-nan nana nanna gran granny grandpa bit lot
+nan nana nanna gran granny grandpa bit lot gone doctor doctors
 today tonight tomorrow yesterday now again still already just also really ok okay hi hello thanks has had have having
-gone doctor doctors
 tablet tablets capsule capsules pill pills""".split())
 # (the second line: words of conversation, not of a topic; notes rarely hold them, and a word no note holds
 # is read as a topic the notes do not cover: "started on fluoxetine today" was refused for "today")

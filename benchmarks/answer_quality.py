@@ -118,7 +118,8 @@ def score(row: dict, answer, titles: dict[str, str], checker) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="test",
-                        choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "blind5", "near", "all"])
+                        choices=["dev", "test", "fresh", "blind", "blind2", "blind3", "blind4", "blind5", "near",
+                                 "all"])
     parser.add_argument("--model", choices=["none", "base"], default="base")
     parser.add_argument("--adapter", help="a PEFT adapter folder for the base model (the tuned reader)")
     parser.add_argument("--home", help="a home with the starter notes and the converted model (default: new)")

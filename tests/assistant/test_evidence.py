@@ -18,8 +18,8 @@ import pytest
 from assistant.abbreviations import expand, meanings
 from assistant.agent import Agent
 from assistant.backends.base import cut_at_stop
-from assistant.evidence import (FEATURES, EvidenceReader, Unit, about, asks_for_drug, covers, drugs_named, question_type,
-                                units, with_classes, without_stated_doses)
+from assistant.evidence import (FEATURES, EvidenceReader, Unit, about, asks_for_drug, covers, drugs_named,
+                                question_type, units, with_classes, without_stated_doses)
 from conftest import write_note
 
 QUOTE_LINE = re.compile(r"^- \*\*(?P<about>[^*]+):\*\* (?P<text>.+) \[(?P<n>\d+)\]$")
@@ -440,7 +440,8 @@ def test_shorthand_the_notes_do_not_use_is_spelled_out(starter_agent):
     # U&Es are the sodium, potassium and creatinine the diuretic note checks; the hypertension note's "urea,
     # electrolytes" line led for a furosemide question, the diuretics' own monitoring line was not found.
     answer = starter_agent.ask("On furosemide for leg swelling since Monday. When are U&Es due?")
-    assert answer.sentences[0].text.startswith("Thiazide, thiazide-like and loop diuretics › Monitoring"), answer.answer
+    assert answer.sentences[0].text.startswith("Thiazide, thiazide-like and loop diuretics › Monitoring"), (
+        answer.answer)
     answer = starter_agent.ask("Started sertraline today - when is the first review?")
     assert "within 2 weeks" in answer.answer, answer.answer
     # A compound named by what it holds: "co-codamol" is in no note, codeine is. Before, "co" counted as a word the
@@ -945,7 +946,8 @@ def test_a_patients_words_blood_tests_and_side_effects(starter_agent):
 
 
 @pytest.mark.parametrize("question", [
-    "Cardioverted for persistent AF today and back in sinus rhythm. How long should anticoagulation continue afterwards?",
+    "Cardioverted for persistent AF today and back in sinus rhythm. How long should anticoagulation continue "
+    "afterwards?",
     "Electrically cardioverted for AF this morning. How long must anticoagulation continue after it?"])
 def test_a_rare_word_marks_the_lines_of_its_word_family(starter_agent, question):
     # "cardioverted" and "cardioversion" are different stems: the classification lines that say "cardioverted" led,
