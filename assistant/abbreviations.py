@@ -129,7 +129,7 @@ def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -
 
     def spell(match: re.Match) -> str:
         short = match.group(1)
-        meaning = ABBREVIATIONS.get(short) or ABBREVIATIONS[_LOWER[short.lower()]]
+        meaning = _meaning(short)
         if short in seen or meaning.lower() in lowered or spoken(short):
             return short
         seen.add(short)
@@ -144,5 +144,9 @@ def expand(question: str, spoken=lambda short: False, keep_short: bool = True) -
 
 def meanings(text: str) -> dict[str, str]:
     """Each known abbreviation the text uses, with its meaning: {"BP": "blood pressure"}."""
-    return {m.group(1): ABBREVIATIONS.get(m.group(1)) or ABBREVIATIONS[_LOWER[m.group(1).lower()]]
-            for m in _PATTERN.finditer(text)}
+    return {m.group(1): _meaning(m.group(1)) for m in _PATTERN.finditer(text)}
+
+
+def _meaning(short: str) -> str:
+    """An abbreviation's meaning, as written or, for shorthand listed in lower case, in any case ("Pred")."""
+    return ABBREVIATIONS.get(short) or ABBREVIATIONS[_LOWER[short.lower()]]

@@ -674,7 +674,6 @@ def _in_range(question: str, texts: list[str]) -> np.ndarray:
     values = [(_amount(question, m, 1), _percent(question, m)) for m in _VALUE.finditer(question)]
     if not values:
         return np.zeros(len(texts))
-    unbounded = (math.inf, None)
 
     def brackets(text: str) -> bool:
         spans = []
@@ -682,7 +681,7 @@ def _in_range(question: str, texts: list[str]) -> np.ndarray:
             low, high = _amount(text, m, 1), _amount(text, m, 2)
             spans.append(((low[0], low[1] or high[1]), high, _percent(text, m)))
         for m in _AT_LEAST.finditer(text):
-            spans.append((_amount(text, m, 1 if m.group(1) else 2), unbounded, _percent(text, m)))
+            spans.append((_amount(text, m, 1 if m.group(1) else 2), (math.inf, None), _percent(text, m)))
         for m in _AT_MOST.finditer(text):
             spans.append(((-math.inf, None), _amount(text, m, 1 if m.group(1) else 2), _percent(text, m)))
         return any(_at_most(low, v) and _at_most(v, high) and shares == percent
